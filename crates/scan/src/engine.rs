@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
@@ -299,15 +299,104 @@ const BINARY: Mode = Mode {
     decode_files: true,
     window: BINARY_WINDOW,
 };
-/// Lines within which a key, a secret and a passphrase form one credential set, each
-/// line counted by its [pairing line](LineIndex::pairing_line).
+/// Lines within which a key, a secret and a passphrase form one credential set; on one
+/// line, [spots](Spot) within which they do.
 const PAIR_WINDOW: usize = 10;
-/// The bytes of a line that count as one line when values are paired: a minified
-/// bundle holds a whole program on one line, and a value at its start is no partner of
-/// one megabytes further on (found by review: ccxt's browser build paired a method name
-/// with a referral code 1.6 MB away). A line of ordinary text is shorter, and counts
-/// as one.
-const PAIRING_LINE_BYTES: usize = 1024;
+/// The bytes of a line that count as one line when two values on it are paired, or a
+/// value and a keyword: a minified bundle holds a whole program on one line, and a value
+/// at its start is no partner of one megabytes further on (found by review: ccxt's
+/// browser build paired a method name with a referral code 1.6 MB away). A line of
+/// ordinary text is shorter: all of it is one spot.
+const SPOT_BYTES: usize = 1024;
+/// The bytes of a line that count as one line between a value and a keyword on it: more
+/// than between two values, since a whole cache of market data may stand between the
+/// exchange's name and its keys in a one-line JSON file; still less than the distances
+/// in a minified bundle at which another exchange's section stands.
+const KEYWORD_SPOT_BYTES: usize = 16 * SPOT_BYTES;
+
+/// Where a value or a keyword stands when values are paired: its line, and on that line
+/// which [`SPOT_BYTES`] it is in. Two on different lines are as far apart as their lines
+/// (a long line between them counts as one: found by review, a list of pairs on one line
+/// between `exchange: kraken` and a key hid the key when every KiB counted); two on one
+/// line, as their spots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Spot {
+    line: usize,
+    within: usize,
+}
+
+impl Spot {
+    /// The spot of byte `col` of `line`.
+    fn at(line: usize, col: usize) -> Spot {
+        Spot {
+            line,
+            within: col / SPOT_BYTES,
+        }
+    }
+
+    /// The spot of byte `col` of `line` in [`KEYWORD_SPOT_BYTES`].
+    fn of_keyword_reach(line: usize, col: usize) -> Spot {
+        Spot {
+            line,
+            within: col / KEYWORD_SPOT_BYTES,
+        }
+    }
+
+    /// The first spot of `line`.
+    fn line_start(line: usize) -> Spot {
+        Spot { line, within: 0 }
+    }
+
+    /// How far apart two spots are: lines apart, or spots apart on one line.
+    fn distance(self, other: Spot) -> usize {
+        if self.line == other.line {
+            self.within.abs_diff(other.within)
+        } else {
+            self.line.abs_diff(other.line)
+        }
+    }
+}
+
+/// The entry of `set` nearest to `at`, at most `before` lines (or spots, on its line)
+/// before it and `after` after it, as (distance, index); of two as near, the one of
+/// lower index among the first entries of their line (or spot, on its line). A few
+/// searches, whatever the set holds: the last entry on a line above, the first on a line
+/// below, and the nearest on its own line on each side.
+fn nearest_spot(
+    set: &BTreeSet<(Spot, usize)>,
+    at: Spot,
+    before: usize,
+    after: usize,
+) -> Option<(usize, usize)> {
+    pair_steps(6 * search_steps(set.len()));
+    let first_at = |spot: Spot| set.range((spot, 0)..).next().copied();
+    let same_before = set
+        .range((Spot::line_start(at.line), 0)..=(at, usize::MAX))
+        .next_back()
+        .and_then(|&(spot, _)| first_at(spot));
+    let same_after = set
+        .range((at, 0)..(Spot::line_start(at.line + 1), 0))
+        .next()
+        .copied();
+    let line_above = set
+        .range(..(Spot::line_start(at.line), 0))
+        .next_back()
+        .and_then(|&(spot, _)| first_at(Spot::line_start(spot.line)));
+    let line_below = first_at(Spot::line_start(at.line + 1));
+    let reach = |(spot, j): (Spot, usize), reach: usize| {
+        let d = at.distance(spot);
+        (d <= reach).then_some((d, j))
+    };
+    [
+        same_before.and_then(|e| reach(e, before)),
+        line_above.and_then(|e| reach(e, before)),
+        same_after.and_then(|e| reach(e, after)),
+        line_below.and_then(|e| reach(e, after)),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
 /// Lines walked back looking for the enclosing blocks of a nested value.
 const ANCESTOR_SCAN: usize = 2000;
 /// Keeps `finding` in `findings` and counts it when it is active; a suppressed one only
@@ -438,8 +527,8 @@ struct Cand {
     needs_partner: bool,
     line: usize,
     col: usize,
-    /// Where the value stands for pairing ([`LineIndex::pairing_line`]).
-    pair_line: usize,
+    /// Where the value stands for pairing.
+    spot: Spot,
     start: usize,
     dist: usize,
     value: String,
@@ -817,27 +906,22 @@ impl Engine {
                 v
             })
             .collect();
-        let kw_pairing_lines: Option<Vec<Vec<usize>>> = lines.has_long_lines().then(|| {
-            kw_offsets
-                .iter()
-                .map(|offs| {
-                    let mut v: Vec<usize> = offs
-                        .iter()
-                        .map(|&o| {
-                            let line = lines.line_of(o);
-                            lines.pairing_line(line, o - lines.start(line))
-                        })
-                        .collect();
-                    v.dedup();
-                    v
-                })
-                .collect()
-        });
+        let kw_spots: Vec<BTreeSet<(Spot, usize)>> = kw_offsets
+            .iter()
+            .map(|offs| {
+                offs.iter()
+                    .map(|&o| {
+                        let line = lines.line_of(o);
+                        (Spot::of_keyword_reach(line, o - lines.start(line)), 0)
+                    })
+                    .collect()
+            })
+            .collect();
         let ctx = Context {
             data,
             dotenv: is_dotenv_path(path),
             lines: &lines,
-            kw_pairing_lines: kw_pairing_lines.as_deref().unwrap_or(&kw_lines),
+            kw_spots: &kw_spots,
             kw_lines: &kw_lines,
             path_hit: &path_hit,
             window: mode.window,
@@ -998,7 +1082,7 @@ impl Engine {
                             needs_partner: false,
                             line,
                             col: start - lines.start(line),
-                            pair_line: lines.pairing_line(line, start - lines.start(line)),
+                            spot: Spot::at(line, start - lines.start(line)),
                             start,
                             dist: usize::MAX,
                             value: String::from_utf8_lossy(&token).into_owned(),
@@ -1260,26 +1344,19 @@ impl Engine {
         if cands.iter().all(|c| self.requires(c).is_empty()) {
             return;
         }
-        let mut lines_of: HashMap<usize, Vec<usize>> = HashMap::new();
-        for c in cands.iter() {
+        let mut spots_of: HashMap<usize, BTreeSet<(Spot, usize)>> = HashMap::new();
+        for (i, c) in cands.iter().enumerate() {
             if let Some(r) = c.rule {
-                lines_of.entry(r).or_default().push(c.pair_line);
+                spots_of.entry(r).or_default().insert((c.spot, i));
             }
-        }
-        for lines in lines_of.values_mut() {
-            lines.sort_unstable();
         }
         cands.retain(|c| {
             pair_steps(1);
             let requires = self.requires(c);
             requires.is_empty()
                 || requires.iter().any(|r| {
-                    lines_of.get(r).is_some_and(|lines| {
-                        pair_steps(search_steps(lines.len()));
-                        let first = lines.partition_point(|&l| l + PAIR_WINDOW < c.pair_line);
-                        lines
-                            .get(first)
-                            .is_some_and(|&l| l <= c.pair_line + PAIR_WINDOW)
+                    spots_of.get(r).is_some_and(|spots| {
+                        nearest_spot(spots, c.spot, PAIR_WINDOW, PAIR_WINDOW).is_some()
                     })
                 })
         });
@@ -1377,7 +1454,7 @@ impl Engine {
             needs_partner,
             line,
             col: start - ctx.lines.start(line),
-            pair_line: ctx.lines.pairing_line(line, start - ctx.lines.start(line)),
+            spot: Spot::at(line, start - ctx.lines.start(line)),
             start,
             dist,
             value: String::from_utf8_lossy(token).into_owned(),
@@ -1523,7 +1600,7 @@ impl Engine {
                     needs_partner: false,
                     line,
                     col,
-                    pair_line: ctx.lines.pairing_line(line, col),
+                    spot: Spot::at(line, col),
                     start,
                     dist,
                     value: value.clone(),
@@ -1541,7 +1618,7 @@ impl Engine {
                         needs_partner: false,
                         line,
                         col,
-                        pair_line: ctx.lines.pairing_line(line, col),
+                        spot: Spot::at(line, col),
                         start,
                         dist: usize::MAX,
                         value,
@@ -1641,7 +1718,7 @@ impl Engine {
                     needs_partner: true,
                     line,
                     col: at + value.start(),
-                    pair_line: ctx.lines.pairing_line(line, at + value.start()),
+                    spot: Spot::at(line, at + value.start()),
                     start,
                     dist: 0,
                     value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(&written))
@@ -1748,49 +1825,50 @@ impl Engine {
         if any.is_empty() {
             return;
         }
-        // Lines of the keys and of the secrets of each exchange, with their counts.
-        let mut lines: HashMap<(Option<usize>, Role), BTreeMap<usize, usize>> = HashMap::new();
-        let add = |lines: &mut HashMap<_, BTreeMap<usize, usize>>, c: &Cand| {
-            let set = lines.entry((c.exchange, c.role)).or_default();
+        // The spots of the keys and of the secrets of each exchange.
+        type Spots = HashMap<(Option<usize>, Role), BTreeSet<(Spot, usize)>>;
+        let mut spots: Spots = HashMap::new();
+        let add = |spots: &mut Spots, cands: &[Cand], i: usize| {
+            let c = &cands[i];
+            let set = spots.entry((c.exchange, c.role)).or_default();
             pair_steps(search_steps(set.len()));
-            *set.entry(c.pair_line).or_default() += 1;
+            set.insert((c.spot, i));
         };
-        for c in cands.iter() {
-            if matches!(c.role, Role::Key | Role::Secret) {
-                add(&mut lines, c);
+        for i in 0..cands.len() {
+            if matches!(cands[i].role, Role::Key | Role::Secret) {
+                add(&mut spots, cands, i);
             }
         }
         for i in 0..cands.len() {
             if !any.remove(&i) {
                 continue;
             }
-            let (ex, line) = (cands[i].exchange, cands[i].pair_line);
+            let (ex, spot) = (cands[i].exchange, cands[i].spot);
             pair_steps(search_steps(any.len()));
             // Sorted: if the next unassigned value is of another exchange or too far down,
-            // so is every later one.
+            // so is every later one (on a long line, one on the next line may be nearer
+            // than the next on this one: it is left to be a value of its own).
             let next_any = any.range(i + 1..).next().copied().filter(|&j| {
-                cands[j].exchange == ex && cands[j].pair_line.abs_diff(line) <= PAIR_WINDOW
+                cands[j].exchange == ex && cands[j].spot.distance(spot) <= PAIR_WINDOW
             });
-            let near = |lines: &HashMap<_, BTreeMap<usize, usize>>, role: Role| {
-                lines.get(&(ex, role)).is_some_and(|set| {
-                    pair_steps(search_steps(set.len()));
-                    let window = line.saturating_sub(PAIR_WINDOW)..=line + PAIR_WINDOW;
-                    set.range(window).next().is_some()
-                })
+            let near = |spots: &Spots, role: Role| {
+                spots
+                    .get(&(ex, role))
+                    .is_some_and(|set| nearest_spot(set, spot, PAIR_WINDOW, PAIR_WINDOW).is_some())
             };
             if let Some(j) = next_any {
                 any.remove(&j);
                 cands[i].role = Role::Key;
                 cands[j].role = Role::Secret;
-                add(&mut lines, &cands[j]);
-            } else if near(&lines, Role::Key) {
+                add(&mut spots, cands, j);
+            } else if near(&spots, Role::Key) {
                 cands[i].role = Role::Secret;
-            } else if near(&lines, Role::Secret) {
+            } else if near(&spots, Role::Secret) {
                 cands[i].role = Role::Key;
             } else {
                 cands[i].role = Role::Secret;
             }
-            add(&mut lines, &cands[i]);
+            add(&mut spots, cands, i);
         }
     }
 
@@ -2053,8 +2131,8 @@ struct Unused {
     by_role: HashMap<(usize, Role), ByRule>,
 }
 
-/// The unused candidates of one exchange and role, per rule: `(line, index)` in order.
-type ByRule = Vec<(Option<usize>, BTreeSet<(usize, usize)>)>;
+/// The unused candidates of one exchange and role, per rule: `(spot, index)` in order.
+type ByRule = Vec<(Option<usize>, BTreeSet<(Spot, usize)>)>;
 
 impl Unused {
     fn new(cands: &[Cand]) -> Unused {
@@ -2070,7 +2148,7 @@ impl Unused {
                 }
             };
             pair_steps(rules.len() + search_steps(rules[k].1.len()));
-            rules[k].1.insert((c.pair_line, i));
+            rules[k].1.insert((c.spot, i));
         }
         Unused { by_role }
     }
@@ -2086,7 +2164,7 @@ impl Unused {
         };
         if let Some((_, set)) = rules.iter_mut().find(|(r, _)| *r == c.rule) {
             pair_steps(search_steps(set.len()));
-            set.remove(&(c.pair_line, i));
+            set.remove(&(c.spot, i));
         }
     }
 
@@ -2096,24 +2174,14 @@ impl Unused {
     fn nearest(&self, engine: &Engine, cands: &[Cand], i: usize, role: Role) -> Option<usize> {
         let c = &cands[i];
         let rules = self.by_role.get(&(c.exchange?, role))?;
-        let line = c.pair_line;
         let mut best: Option<(usize, usize)> = None;
         for (rule, set) in rules {
             if !engine.joins(*rule, c.rule) || !engine.joins(c.rule, *rule) {
                 continue;
             }
-            pair_steps(3 * search_steps(set.len()));
-            // The nearest line at or above `line` and the nearest at or below, each with
-            // its first candidate.
-            let above = set
-                .range(..=(line, usize::MAX))
-                .next_back()
-                .and_then(|&(l, _)| set.range((l, 0)..).next());
-            let below = set.range((line, 0)..).next();
-            for &(l, j) in above.into_iter().chain(below) {
-                let d = l.abs_diff(line);
-                if d <= PAIR_WINDOW && best.is_none_or(|b| (d, j) < b) {
-                    best = Some((d, j));
+            if let Some(found) = nearest_spot(set, c.spot, PAIR_WINDOW, PAIR_WINDOW) {
+                if best.is_none_or(|b| found < b) {
+                    best = Some(found);
                 }
             }
         }
@@ -2183,8 +2251,8 @@ struct Context<'a> {
     lines: &'a LineIndex,
     /// The lines of each exchange's keywords, in order.
     kw_lines: &'a [Vec<usize>],
-    /// Their [pairing lines](LineIndex::pairing_line), the same when no line is long.
-    kw_pairing_lines: &'a [Vec<usize>],
+    /// Their [spots](Spot), in [`KEYWORD_SPOT_BYTES`].
+    kw_spots: &'a [BTreeSet<(Spot, usize)>],
     path_hit: &'a [bool],
     window: Window,
     blocks: OnceCell<Blocks>,
@@ -2207,23 +2275,22 @@ impl Context<'_> {
     }
 
     /// Line distance to the nearest keyword of `ex` from byte `col` of `line`, if any is
-    /// close enough. Lines are counted as pairing counts them: a minified bundle's one
-    /// line does not put every keyword in it near every value (found by review: a
-    /// broker id in ccxt's browser build took the name of an exchange 600 KB away).
+    /// close enough. On one line, keywords count by their spots of
+    /// [`KEYWORD_SPOT_BYTES`] ([`Spot::of_keyword_reach`]): a minified
+    /// bundle's one line does not put every keyword in it near every value (found by
+    /// review: a broker id in ccxt's browser build took the name of an exchange 600 KB
+    /// away).
     fn distance(&self, ex: usize, line: usize, col: usize) -> Option<usize> {
         let kl = &self.kw_lines[ex];
         if !kl.is_empty() {
-            let at = self.lines.pairing_line(line, col);
-            let near = &self.kw_pairing_lines[ex];
-            let lo = at.saturating_sub(self.window.before);
-            let first = near.partition_point(|&l| l < lo);
-            let best = near[first..]
-                .iter()
-                .take_while(|&&l| l <= at + self.window.after)
-                .map(|&l| l.abs_diff(at))
-                .min();
-            if best.is_some() {
-                return best;
+            let near = nearest_spot(
+                &self.kw_spots[ex],
+                Spot::of_keyword_reach(line, col),
+                self.window.before,
+                self.window.after,
+            );
+            if let Some((distance, _)) = near {
+                return Some(distance);
             }
             let blocks = self
                 .blocks
@@ -2241,46 +2308,16 @@ impl Context<'_> {
 pub(crate) struct LineIndex {
     starts: Vec<usize>,
     len: usize,
-    /// For each line, the pairing lines that the lines before it count beyond one each
-    /// ([`LineIndex::pairing_line`]); empty when every line counts as one.
-    longer_before: Vec<usize>,
 }
 
 impl LineIndex {
     pub(crate) fn new(data: &[u8]) -> LineIndex {
         let mut starts = vec![0];
         starts.extend(memchr::memchr_iter(b'\n', data).map(|i| i + 1));
-        let line_lengths = || {
-            let ends = starts[1..].iter().copied().chain([data.len()]);
-            starts.iter().zip(ends).map(|(start, end)| end - start)
-        };
-        let mut longer_before = Vec::new();
-        if line_lengths().any(|n| n >= PAIRING_LINE_BYTES) {
-            let mut before = 0;
-            for n in line_lengths() {
-                longer_before.push(before);
-                before += n / PAIRING_LINE_BYTES;
-            }
-        }
         LineIndex {
             starts,
             len: data.len(),
-            longer_before,
         }
-    }
-
-    /// Where byte `col` of `line` stands when values are paired: its line, with each
-    /// line before it counted once more for each [`PAIRING_LINE_BYTES`] it holds, and
-    /// `col` a line further on for each [`PAIRING_LINE_BYTES`] before it. Values on
-    /// lines of ordinary length pair by their lines; in a minified bundle of one line,
-    /// by how far apart they are. Keywords count as near a value by the same lines.
-    pub(crate) fn pairing_line(&self, line: usize, col: usize) -> usize {
-        line + self.longer_before.get(line).copied().unwrap_or(0) + col / PAIRING_LINE_BYTES
-    }
-
-    /// Whether a line is long enough to count as more than one when values are paired.
-    pub(crate) fn has_long_lines(&self) -> bool {
-        !self.longer_before.is_empty()
     }
 
     pub(crate) fn line_of(&self, offset: usize) -> usize {
@@ -2954,8 +2991,10 @@ mod tests {
 
     /// Found by review (ccxt's browser build, one line of 5 MB): pairing counted lines,
     /// so a value at the start of a minified bundle was paired with one megabytes
-    /// further on. On a long line, values pair only within [`PAIR_WINDOW`] times
-    /// [`PAIRING_LINE_BYTES`] bytes of each other; on lines of ordinary length, as before.
+    /// further on. On a long line, values pair only within [`PAIR_WINDOW`] [spots](Spot)
+    /// of each other; on lines of ordinary length, as before, and a long line between
+    /// two values counts as one line (found by review of the first version, which
+    /// counted its bytes and lost the pair).
     #[test]
     fn values_far_apart_on_one_long_line_are_no_pair() {
         let engine = Engine::new(RuleSet::builtin(), Known::default());
@@ -2985,6 +3024,14 @@ mod tests {
         assert_eq!(parts(&lines), [2]);
         let long_before = format!("{code}\n{lines}");
         assert_eq!(parts(&long_before), [2]);
+        let long_between = lines.replacen("  // a comment", &format!("  // {code}"), 1);
+        assert_eq!(parts(&long_between), [2]);
+        // A long line between the exchange's name and a value is one line too.
+        let named_above = format!(
+            "exchange: binance\npairs: [{}]\nkey: {key}\nsecret: {secret}\n",
+            "BTCUSDT, ".repeat(1000)
+        );
+        assert_eq!(parts(&named_above), [2]);
     }
 
     /// Found by review (ccxt's browser build): a keyword anywhere on a minified bundle's
@@ -2999,8 +3046,18 @@ mod tests {
         let code = "function f(a){return a+1};".repeat(4000);
         let near = format!("{code}const binance={{secret:\"{secret}\"}};{code}");
         assert_eq!(scan(&near).len(), 1, "near");
-        let far = format!("const binance=1;{code}const other={{secret:\"{secret}\"}};");
+        let far = format!("const binance=1;{code}{code}const other={{secret:\"{secret}\"}};");
         assert!(scan(&far).is_empty(), "far");
+        // A cache of market data between the name and the keys of a one-line JSON file
+        // is not too far (found by review of a first version, which lost the secret).
+        let markets = r#""BTCUSDT":{"precision":{"price":2,"amount":5}},"#.repeat(250);
+        let key = "NqVwYS81VP7Hb1DX8pPd5khxE3pyIgKpaUnArl63XykWZeiNNCiia3anXn9k3ksu";
+        let config = format!(
+            r#"{{"exchange":"binance","markets":{{{markets}}},"apiKey":"{key}","secret":"{secret}"}}"#
+        );
+        let found = scan(&config);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].parts.len(), 2, "{found:#?}");
         // On lines of ordinary length, as before: six lines above.
         let lines = format!(
             "// binance\n{}const s = {{secret: \"{secret}\"}};\n",

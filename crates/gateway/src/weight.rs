@@ -100,6 +100,10 @@ impl Default for WeightGauge {
 /// ban, so that it can be kept beyond the process ([`WeightGauge::keep_pauses_with`]).
 pub type PauseKeeper = Box<dyn Fn(&str, Paused) + Send + Sync>;
 
+/// How long after an account's order wait was alerted another of its waits, in the same
+/// pool, is only logged ([`WeightGauge::pause_orders`]).
+pub const ORDER_WAIT_ALERT_EVERY: Duration = Duration::from_secs(600);
+
 /// One pool of request weight: an upstream (base URL), and the pool of its endpoints a
 /// call draws from ([`Adapter::weight_pool`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +140,9 @@ struct State {
     /// When each account's new orders may go again, by account and weight pool: the
     /// exchange answered that the account placed too many ([`WeightGauge::pause_orders`]).
     order_pause_ends: HashMap<(String, &'static str), Instant>,
+    /// When each account's order wait was last alerted, by account and weight pool
+    /// ([`ORDER_WAIT_ALERT_EVERY`]).
+    order_waits_alerted: HashMap<(String, &'static str), Instant>,
     /// The estimated weight of each client's signed requests in the minute
     /// `spent_minute`, by client name: cleared as the minute turns, so that it holds the
     /// clients of one minute only.
@@ -887,31 +894,38 @@ impl WeightGauge {
     /// Holds `account`'s new orders in `pool` back for `wait`: the exchange answered that
     /// the account placed too many ([`Adapter::orders_back_off`]). A wait already longer
     /// stands. The first answer of a wait (orders in flight when it came bring more) is
-    /// logged and alerted: no alert told of it before (found by review), and a bot whose
-    /// orders are all refused is worth a look.
+    /// logged, and alerted unless one of the account's waits was alerted within
+    /// [`ORDER_WAIT_ALERT_EVERY`]: no alert told of it before (found by review), and a bot
+    /// whose orders are all refused is worth a look; but over its daily order count (no
+    /// `Retry-After`, a wait of ten seconds at a time) a bot that keeps trying would have
+    /// raised one every ten seconds until midnight (found by review of the alert).
     pub fn pause_orders(&self, account: &str, pool: Pool<'_>, wait: Duration) {
         let now = Instant::now();
         let end = now + wait;
-        let begins = {
+        let (begins, alert) = {
             let mut state = self.lock();
-            let kept = state
-                .order_pause_ends
-                .entry((account.to_owned(), pool.name))
-                .or_insert(now);
+            let key = (account.to_owned(), pool.name);
+            let kept = state.order_pause_ends.entry(key.clone()).or_insert(now);
             let begins = *kept <= now;
             *kept = (*kept).max(end);
             let until = u64::try_from(kept.saturating_duration_since(self.made).as_millis())
                 .unwrap_or(u64::MAX);
             self.orders_paused_until.fetch_max(until, Ordering::Relaxed);
-            begins
+            let alerted = state.order_waits_alerted.get(&key);
+            let alert = begins
+                && alerted.is_none_or(|at| now.duration_since(*at) >= ORDER_WAIT_ALERT_EVERY);
+            if alert {
+                state.order_waits_alerted.insert(key, now);
+            }
+            (begins, alert)
         };
         if begins {
-            self.tell_orders_wait(account, pool, wait);
+            self.tell_orders_wait(account, pool, wait, alert);
         }
     }
 
-    /// Logs and alerts the first answer of an account's order wait.
-    fn tell_orders_wait(&self, account: &str, pool: Pool<'_>, wait: Duration) {
+    /// Logs the first answer of an account's order wait, and alerts it if `alert`.
+    fn tell_orders_wait(&self, account: &str, pool: Pool<'_>, wait: Duration, alert: bool) {
         let seconds = wait.as_secs();
         tracing::warn!(
             account,
@@ -920,6 +934,9 @@ impl WeightGauge {
             "the exchange answered that this account placed too many orders; its new orders \
              wait as asked"
         );
+        if !alert {
+            return;
+        }
         let alerter = self.alerter.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(alerter) = alerter.as_ref() {
             alerter.raise(Alert::outside_log(
@@ -1200,6 +1217,31 @@ mod tests {
             .reserve(pool, cap, 1, now_ms)
             .map(Reservation::settle)
             .err()
+    }
+
+    /// Found by review: over its daily order count, spot gives no `Retry-After`, and a bot
+    /// that keeps trying begins a wait of ten seconds each time the last ends: each raised
+    /// an alert. Within [`ORDER_WAIT_ALERT_EVERY`] of one alerted, another account's
+    /// wait is alerted, the same account's only logged.
+    #[test]
+    fn an_accounts_order_waits_are_alerted_once_in_a_while() {
+        let gauge = WeightGauge::default();
+        let (alerter, alerts) = Alerter::channel();
+        gauge.alert_through(alerter);
+        let short = Duration::from_millis(1);
+        gauge.pause_orders("main", SIM_API, short);
+        assert!(gauge.orders_paused("main", SIM_API).is_some());
+        let alert = alerts.try_recv().expect("the first wait is alerted");
+        assert!(alert.summary.contains("account main"), "{}", alert.summary);
+        // Orders in flight when it began bring more answers: no alert.
+        gauge.pause_orders("main", SIM_API, short);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(gauge.orders_paused("main", SIM_API), None);
+        // The next wait, once that one is over, is only logged.
+        gauge.pause_orders("main", SIM_API, short);
+        assert!(alerts.try_recv().is_err());
+        gauge.pause_orders("other", SIM_API, short);
+        assert!(alerts.try_recv().is_ok(), "another account's wait");
     }
 
     #[test]

@@ -636,43 +636,42 @@ impl Simulator {
     /// limit (a small `limit`), or of load that Binance would refuse (`u64::MAX`, no
     /// limit). See the crate documentation for what happens past it.
     pub fn set_weight_limit(&self, limit: u64) {
+        self.change_limits(|limits| limits.each(limit));
+    }
+
+    /// Replaces the limits with what `change` makes of them.
+    fn change_limits(&self, change: impl FnOnce(WeightLimits) -> WeightLimits) {
         let mut counters = lock(&self.inner.limits);
-        let limits = counters.limits().each(limit);
+        let limits = change(counters.limits());
         counters.set_limits(limits);
     }
 
     /// Sets the length of a host's first IP ban to `seconds` (at least 1; Binance's is 120),
     /// from the next ban on; each later ban lasts twice the one before, three days at most.
     pub fn set_first_ban_s(&self, seconds: u64) {
-        let mut counters = lock(&self.inner.limits);
-        let limits = WeightLimits {
+        self.change_limits(|limits| WeightLimits {
             first_ban_s: seconds.max(1),
-            ..counters.limits()
-        };
-        counters.set_limits(limits);
+            ..limits
+        });
     }
 
     /// Whether answers refused for their weight (429, 418) carry `Retry-After`, from now
     /// on: they do unless told otherwise. Spot's documentation promises the header,
     /// USD-M's does not, so clients are tested without it too.
     pub fn set_retry_after(&self, sent: bool) {
-        let mut counters = lock(&self.inner.limits);
-        let limits = WeightLimits {
+        self.change_limits(|limits| WeightLimits {
             retry_after: sent,
-            ..counters.limits()
-        };
-        counters.set_limits(limits);
+            ..limits
+        });
     }
 
     /// Sets the new spot orders an account may place in 10 seconds (Binance's is 100), from
     /// now on; past it, orders are refused with -1015.
     pub fn set_orders_per_ten_seconds(&self, limit: u64) {
-        let mut counters = lock(&self.inner.limits);
-        let limits = WeightLimits {
+        self.change_limits(|limits| WeightLimits {
             orders_per_ten_seconds: limit,
-            ..counters.limits()
-        };
-        counters.set_limits(limits);
+            ..limits
+        });
     }
 
     /// Whether `account` may place `orders` more spot orders now.

@@ -886,26 +886,14 @@ impl Engine {
             }
         }
         let mut path_hit = vec![false; nex];
-        for m in self.ac.find_iter(context_path.as_bytes()) {
-            if let Pattern::Keyword { exchange, common } = self.patterns[m.pattern().as_usize()] {
-                if is_keyword_at(context_path.as_bytes(), m.start(), m.end(), common) {
-                    path_hit[exchange] = true;
-                    any_hit = true;
-                }
-            }
+        for exchange in self.exchanges_named_in(context_path.as_bytes()) {
+            path_hit[exchange] = true;
+            any_hit = true;
         }
         if !any_hit && managed.is_none() {
             return Vec::new();
         }
         let lines = LineIndex::new(data);
-        let kw_lines: Vec<Vec<usize>> = kw_offsets
-            .iter()
-            .map(|offs| {
-                let mut v: Vec<usize> = offs.iter().map(|&o| lines.line_of(o)).collect();
-                v.dedup();
-                v
-            })
-            .collect();
         let kw_spots: Vec<BTreeSet<(Spot, usize)>> = kw_offsets
             .iter()
             .map(|offs| {
@@ -915,6 +903,14 @@ impl Engine {
                         (Spot::of_keyword_reach(line, o - lines.start(line)), 0)
                     })
                     .collect()
+            })
+            .collect();
+        let kw_lines: Vec<Vec<usize>> = kw_spots
+            .iter()
+            .map(|spots| {
+                let mut lines: Vec<usize> = spots.iter().map(|(spot, _)| spot.line).collect();
+                lines.dedup();
+                lines
             })
             .collect();
         let ctx = Context {
@@ -1632,25 +1628,25 @@ impl Engine {
         spans
     }
 
+    /// The exchanges `text` names by one of their keywords, each once per keyword.
+    fn exchanges_named_in<'t>(&'t self, text: &'t [u8]) -> impl Iterator<Item = usize> + 't {
+        self.ac
+            .find_iter(text)
+            .filter_map(move |m| match self.patterns[m.pattern().as_usize()] {
+                Pattern::Keyword { exchange, common }
+                    if is_keyword_at(text, m.start(), m.end(), common) =>
+                {
+                    Some(exchange)
+                }
+                _ => None,
+            })
+    }
+
     /// Whether `name` names an exchange by one of its keywords, and none of them is
     /// `exchange`.
     fn names_only_others(&self, name: &[u8], exchange: usize) -> bool {
-        let mut others = false;
-        for m in self.ac.find_iter(name) {
-            if let Pattern::Keyword {
-                exchange: named,
-                common,
-            } = self.patterns[m.pattern().as_usize()]
-            {
-                if is_keyword_at(name, m.start(), m.end(), common) {
-                    if named == exchange {
-                        return false;
-                    }
-                    others = true;
-                }
-            }
-        }
-        others
+        let named: Vec<usize> = self.exchanges_named_in(name).collect();
+        !named.is_empty() && !named.contains(&exchange)
     }
 
     /// Passphrases are only looked for next to a key or secret of an exchange that has them.

@@ -12,7 +12,7 @@ use keygate_core::{Event, EventBody, Outcome};
 use keygate_store::Store;
 use serde::Serialize;
 
-use crate::home::{now_ms, parse_duration, read_bounded, Home, Unlocked};
+use crate::home::{now_ms, parse_duration, read_bounded, Unlocked};
 use crate::output::{escape_controls, rfc3339, tell, STDOUT_WRITE};
 
 /// The most a checkpoint file may hold: a line per checkpoint, a few hundred bytes each.
@@ -52,9 +52,16 @@ pub struct CheckpointArgs {
     /// Append the checkpoint to FILE, synced, instead of printing it, once the log is
     /// checked to hold the checkpoints FILE has already: a vault put back from a backup
     /// older than them is refused, not anchored anew. FILE must exist (keygate never
-    /// creates one: `touch` it to start).
+    /// creates one: `touch` it to start). When FILE is the config's `[audit]
+    /// checkpoint_file`, the vault records it as where its checkpoints are kept (an
+    /// audited change, sealed), if it recorded none or another.
     #[arg(long, value_name = "FILE")]
     pub append: Option<PathBuf>,
+    /// Record that the vault keeps its checkpoints in no file any more, once `[audit]
+    /// checkpoint_file` is out of config.toml: until then `serve`, `doctor` and `audit
+    /// verify` refuse a config without it. An audited change, alerted as a warning.
+    #[arg(long, conflicts_with = "append")]
+    pub drop_file: bool,
 }
 
 /// `audit verify`
@@ -139,10 +146,10 @@ pub struct ExportArgs {
 }
 
 /// Runs an audit subcommand; returns the process exit code.
-pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
+pub fn run(mut vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
     match cmd {
         AuditCmd::Verify(a) => verify(&vault, a),
-        AuditCmd::Checkpoint(a) => checkpoint(&vault, a),
+        AuditCmd::Checkpoint(a) => checkpoint(&mut vault, a),
         AuditCmd::Tail(a) => tail(&vault, a),
         AuditCmd::Query(a) => query(&vault, a),
         AuditCmd::Export(a) => export(&vault, a),
@@ -154,10 +161,44 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
 /// The checkpoint files to check the log against: those `given`, and the config's
 /// `[audit] checkpoint_file`, which must exist (`keygate audit checkpoint --append FILE` starts
 /// it): one that is gone (a mount that is not there) anchors nothing, and is no reason to
-/// believe the log.
-pub(crate) fn checkpoint_files(home: &Home, given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// believe the log. It must also be the file the vault records (sealed, so that it can be
+/// neither taken out nor changed without the master key): a config that names none, or
+/// another, while the vault records one is refused, since whoever put the database back
+/// from an older copy could have edited the config beside it too (found by review).
+pub(crate) fn checkpoint_files(
+    vault: &Unlocked,
+    given: &[PathBuf],
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = given.to_vec();
-    if let Some(path) = home.audit_settings()?.checkpoint_file {
+    let configured = vault.home.audit_settings()?.checkpoint_file;
+    let recorded = vault
+        .store
+        .checkpoint_file()
+        .context("reading the checkpoint file the vault records")?;
+    if let Some(recorded) = recorded {
+        let config = vault.home.config_path();
+        match &configured {
+            None => anyhow::bail!(
+                "{} names no [audit] checkpoint_file, but this vault keeps its checkpoints \
+                 in {recorded} (recorded in its audit log, and sealed): with the setting taken \
+                 out, a vault put back from an older copy would verify. Put \
+                 `checkpoint_file = \"{recorded}\"` back under [audit]; to stop keeping \
+                 checkpoints, `keygate audit checkpoint --drop-file` records that",
+                config.display(),
+            ),
+            Some(path) if path.as_path() != Path::new(&recorded) => anyhow::bail!(
+                "{}'s [audit] checkpoint_file is {}, but this vault keeps its checkpoints in \
+                 {recorded} (recorded in its audit log, and sealed): an older copy of that \
+                 file would anchor an older vault. Put {recorded} back; to move the \
+                 checkpoints, `touch {1} && keygate audit checkpoint --append {1}` records \
+                 the new file",
+                config.display(),
+                path.display(),
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(path) = configured {
         if let Err(e) = std::fs::metadata(&path) {
             anyhow::bail!(
                 "[audit] checkpoint_file {}: {e}. A file that is not there anchors nothing. \
@@ -325,7 +366,7 @@ fn client_rows_wrong(vault: &Unlocked) -> anyhow::Result<(Vec<String>, Vec<Strin
 }
 
 fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
-    let checkpoints = read_checkpoints(&checkpoint_files(&vault.home, &args.checkpoint)?)?;
+    let checkpoints = read_checkpoints(&checkpoint_files(vault, &args.checkpoint)?)?;
     match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
         Ok(verified) if verified.events == 0 => {
             eprintln!(
@@ -440,8 +481,8 @@ const EMPTY_LOG: &str = "audit log verification failed at event 1: the log is em
 /// The checkpoints of the config's `[audit] checkpoint_file`, none when it is not set; a
 /// file that is not there or does not read is what is wrong: it anchors nothing, and
 /// the log cannot be told from one put back from a backup.
-pub(crate) fn configured_checkpoints(home: &Home) -> Result<Vec<Checkpoint>, String> {
-    checkpoint_files(home, &[])
+pub(crate) fn configured_checkpoints(vault: &Unlocked) -> Result<Vec<Checkpoint>, String> {
+    checkpoint_files(vault, &[])
         .and_then(|files| read_checkpoints(&files))
         .map_err(|e| format!("the log cannot be checked against its checkpoints: {e:#}"))
 }
@@ -535,7 +576,10 @@ pub(crate) fn begins_with_init(store: &Store, key: &AuditKey) -> anyhow::Result<
 /// to a file kept where whoever can write this database cannot; or, with `--append
 /// FILE`, appends it there once the log is found to hold FILE's checkpoints (exit 1 when
 /// it does not: nothing is appended).
-fn checkpoint(vault: &Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32> {
+fn checkpoint(vault: &mut Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32> {
+    if args.drop_file {
+        return drop_checkpoint_file(vault);
+    }
     let Some(path) = &args.append else {
         let checkpoint = keygate_audit::checkpoint(&vault.store, &vault.audit_key)
             .context("taking a checkpoint of the audit log")?;
@@ -567,13 +611,97 @@ fn checkpoint(vault: &Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     }
-    let checkpoint = keygate_audit::checkpoint(&vault.store, &vault.audit_key)
-        .context("taking a checkpoint of the audit log")?;
+    let checkpoint = match configured_file_to_record(vault, path)? {
+        Some(configured) => record_checkpoint_file(vault, &configured)?,
+        None => keygate_audit::checkpoint(&vault.store, &vault.audit_key)
+            .context("taking a checkpoint of the audit log")?,
+    };
     append_checkpoint(path, &checkpoint)?;
     eprintln!(
         "appended a checkpoint to {} (after {} earlier one(s), all held by the log)",
         path.display(),
         earlier.len()
+    );
+    Ok(0)
+}
+
+/// The config's `[audit] checkpoint_file`, when `path` is that file and the vault does
+/// not record it yet as where its checkpoints are kept.
+fn configured_file_to_record(vault: &Unlocked, path: &Path) -> anyhow::Result<Option<String>> {
+    let Some(configured) = vault.home.audit_settings()?.checkpoint_file else {
+        return Ok(None);
+    };
+    let same_file = match (
+        std::fs::canonicalize(path),
+        std::fs::canonicalize(&configured),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let configured = configured.to_str().map(str::to_owned);
+    let recorded = vault
+        .store
+        .checkpoint_file()
+        .context("reading the checkpoint file the vault records")?;
+    Ok(configured.filter(|c| same_file && recorded.as_ref() != Some(c)))
+}
+
+/// Records `configured` as the file the vault's checkpoints are kept in, an audited
+/// change, and returns the checkpoint of its event, taken with it.
+fn record_checkpoint_file(vault: &mut Unlocked, configured: &str) -> anyhow::Result<Checkpoint> {
+    let from = vault
+        .store
+        .checkpoint_file()
+        .context("reading the checkpoint file the vault records")?;
+    let anchor = Path::new(configured);
+    let (_, unsealed, checkpoint) = vault
+        .checkpointed_change(Some(anchor), |s, _| {
+            let event = crate::home::record_checkpoint_file(s, Some(configured), from.as_deref())?;
+            Ok(((), vec![event]))
+        })
+        .context("recording the checkpoint file in the audit log")?;
+    crate::home::warn_if_unsealed(unsealed);
+    match &from {
+        None => eprintln!("recorded {configured} as where this vault's checkpoints are kept"),
+        Some(from) => eprintln!(
+            "recorded {configured} as where this vault's checkpoints are kept, in place of \
+             {from}"
+        ),
+    }
+    checkpoint
+        .context("no checkpoint was taken")?
+        .context("taking a checkpoint of the audit log")
+}
+
+/// `audit checkpoint --drop-file`: records that the vault keeps its checkpoints in no
+/// file any more, once the config names none.
+fn drop_checkpoint_file(vault: &mut Unlocked) -> anyhow::Result<i32> {
+    if let Some(path) = vault.home.audit_settings()?.checkpoint_file {
+        anyhow::bail!(
+            "{} still names [audit] checkpoint_file {}: take it out first",
+            vault.home.config_path().display(),
+            path.display()
+        );
+    }
+    let Some(from) = vault
+        .store
+        .checkpoint_file()
+        .context("reading the checkpoint file the vault records")?
+    else {
+        eprintln!("this vault records no checkpoint file; nothing to drop");
+        return Ok(0);
+    };
+    let (_, unsealed) = vault
+        .audited_change(|s, _| {
+            let event = crate::home::record_checkpoint_file(s, None, Some(&from))?;
+            Ok(((), vec![event]))
+        })
+        .context("recording in the audit log that no checkpoint file is kept")?;
+    crate::home::warn_if_unsealed(unsealed);
+    eprintln!(
+        "recorded that this vault keeps its checkpoints in no file any more (they were in \
+         {from}); `keygate audit verify` checks the log against no checkpoint unless given \
+         --checkpoint FILE"
     );
     Ok(0)
 }
@@ -793,7 +921,7 @@ pub(crate) fn tell_if_put_back(vault: &Unlocked, shown: &str) {
 /// as `audit verify` checks it, but each event alone, not the whole log before it: a
 /// tail does not read the whole log. A vault put back from an older backup fails so.
 fn tail_checkpoints_problem(vault: &Unlocked) -> Option<String> {
-    let checkpoints = match configured_checkpoints(&vault.home) {
+    let checkpoints = match configured_checkpoints(vault) {
         Ok(checkpoints) => checkpoints,
         Err(problem) => return Some(problem),
     };
@@ -881,7 +1009,7 @@ pub(crate) fn for_each_verified_event(
     filter: &Filter,
     mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<String>> {
-    let checkpoints = match configured_checkpoints(&vault.home) {
+    let checkpoints = match configured_checkpoints(vault) {
         Ok(checkpoints) => checkpoints,
         Err(problem) => {
             for_each_event(&vault.store, filter, each)?;

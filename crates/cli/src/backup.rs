@@ -92,7 +92,7 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
     }
     // Read before the copy is made: a change another command makes meanwhile appends a
     // checkpoint of an event the copy does not hold.
-    let checkpoints = configured_checkpoints(&vault.home);
+    let checkpoints = configured_checkpoints(&vault);
     if let Err(e) = write_backup(&vault, &partial, &db).and_then(|()| {
         rename_into_place(&partial, dir)
             .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))

@@ -64,7 +64,7 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.extend(left_out_by_gateway(vault));
     // The whole log is read once, for both checks that need it. A checkpoint file that
     // cannot be read (a mount not there) fails the audit log's check, and the others run.
-    let files = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint);
+    let files = crate::audit_cmd::checkpoint_files(vault, &args.checkpoint);
     if let Ok(files) = &files {
         checks.extend(checkpoint_modes(files));
     }

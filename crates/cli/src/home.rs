@@ -401,10 +401,29 @@ impl Unlocked {
         make: impl FnOnce(&Store, &MasterKey) -> Result<(T, Vec<Event>), keygate_audit::Error>,
     ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
         let anchor = self.anchor_file();
+        let (value, unsealed, checkpoint) = self.checkpointed_change(anchor.as_deref(), make)?;
+        if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
+            write_anchor(&self.store, &self.audit_key, &path, checkpoint);
+        }
+        Ok((value, unsealed))
+    }
+
+    /// [`Unlocked::audited_change`], with the checkpoint of the change's last event,
+    /// taken in its transaction, returned rather than written, when `anchor` names the
+    /// file it is for.
+    pub(crate) fn checkpointed_change<T>(
+        &mut self,
+        anchor: Option<&Path>,
+        make: impl FnOnce(&Store, &MasterKey) -> Result<(T, Vec<Event>), keygate_audit::Error>,
+    ) -> Result<(T, Option<keygate_store::Error>, Option<CheckpointTaken>), keygate_audit::Error>
+    {
         let (master, key) = (&self.master, &self.audit_key);
-        let (value, unsealed, checkpoint) = self.store.transaction(|s| {
+        self.store.transaction(|s| {
             let sealed = s.check_seal_is_latest(master);
-            let (value, events) = make(s, master)?;
+            let (value, mut events) = make(s, master)?;
+            if let (Some(path), false) = (anchor, events.is_empty()) {
+                events.extend(first_record_of_checkpoint_file(s, path)?);
+            }
             keygate_audit::append_within(s, key, &events)?;
             // The change's own last event, synced with it: an event a running gateway
             // appends after it may not be synced yet, and a checkpoint of that one would
@@ -414,11 +433,7 @@ impl Unlocked {
                 .then(|| keygate_audit::head_checkpoint(s, key));
             s.reseal(master, &sealed)?;
             Ok::<_, keygate_audit::Error>((value, sealed.err(), checkpoint))
-        })?;
-        if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
-            write_anchor(&self.store, &self.audit_key, &path, checkpoint);
-        }
-        Ok((value, unsealed))
+        })
     }
 
     /// The config's `[audit] checkpoint_file`, if one is set, for a change to take its
@@ -459,6 +474,45 @@ impl Unlocked {
         Ok(())
     }
 }
+
+/// The event of recording `path`, the config's `[audit] checkpoint_file`, as the file the
+/// vault's checkpoints are kept in, when the vault records none yet: from then on the
+/// tables' seal keeps it, and `serve`, `doctor` and `audit verify` refuse a config that
+/// names no file, or another ([`crate::audit_cmd::checkpoint_files`]). A vault that
+/// records a file already keeps it: only `keygate audit checkpoint --append FILE` (a move)
+/// or `--drop-file` changes it.
+fn first_record_of_checkpoint_file(
+    s: &Store,
+    path: &Path,
+) -> Result<Option<Event>, keygate_store::Error> {
+    // The path came from config.toml, which is UTF-8.
+    let Some(path) = path.to_str() else {
+        return Ok(None);
+    };
+    if s.checkpoint_file()?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(record_checkpoint_file(s, Some(path), None)?))
+}
+
+/// Records `path` (or, with `None`, no file) as where the vault's checkpoints are kept,
+/// `from` the one recorded before, and returns the event that tells of it. Inside an
+/// audited change's transaction, which seals the tables again with the record.
+pub(crate) fn record_checkpoint_file(
+    s: &Store,
+    path: Option<&str>,
+    from: Option<&str>,
+) -> Result<Event, keygate_store::Error> {
+    s.set_checkpoint_file(path)?;
+    Ok(admin_event(
+        "audit.checkpoint_file",
+        "checkpoint_file",
+        serde_json::json!({ "path": path, "from": from }),
+    ))
+}
+
+/// A checkpoint taken in a change's transaction, or why none could be.
+pub(crate) type CheckpointTaken = Result<keygate_audit::Checkpoint, keygate_audit::Error>;
 
 /// Says why a change left the client and account tables unsealed, if it did: made, but
 /// the gateway serves no client until the tables are reviewed. A seal that could not be

@@ -402,7 +402,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = args.admin_listen {
         can_bind(admin).with_context(|| format!("binding the admin listener {admin}"))?;
     }
-    let checkpoint_files = crate::audit_cmd::checkpoint_files(&unlocked.home, &args.checkpoint)?;
+    let checkpoint_files = crate::audit_cmd::checkpoint_files(&unlocked, &args.checkpoint)?;
     if !checkpoint_files.is_empty() {
         let checkpoints = crate::audit_cmd::read_checkpoints(&checkpoint_files)?;
         if let Err(e) =

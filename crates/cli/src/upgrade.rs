@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -104,7 +105,11 @@ fn seal(
 ) -> anyhow::Result<()> {
     refuse_shared_keys(rows)?;
     let accounts = vault.store.account_rows().context("reading accounts")?;
-    let (recorded, recorded_accounts) = recorded_in_log(&vault.store, &vault.audit_key)?;
+    let InLog {
+        clients: recorded,
+        accounts: recorded_accounts,
+        checkpoint_file: recorded_file,
+    } = recorded_in_log(&vault.store, &vault.audit_key)?;
     println!("the client and account tables {reason}.");
     println!(
         "Read every client and account below: whatever they say is what the gateway will \
@@ -121,6 +126,17 @@ fn seal(
     }
     print_unreadable(rows, "will be deleted");
     print_accounts(&accounts, Some(&recorded_accounts), &vault.master);
+    let anchor = vault.anchor_file();
+    let configured_file = anchor.as_deref().and_then(Path::to_str).map(str::to_owned);
+    let file_in_tables = vault
+        .store
+        .checkpoint_file()
+        .context("reading the checkpoint file the vault records")?;
+    print_checkpoint_file(
+        configured_file.as_deref(),
+        file_in_tables.as_deref(),
+        recorded_file.as_ref(),
+    );
     let readable_accounts: Vec<&Account> =
         accounts.iter().filter_map(|r| r.as_ref().ok()).collect();
     confirm(
@@ -144,7 +160,6 @@ fn seal(
             })
         })
         .collect();
-    let anchor = vault.anchor_file();
     let (settled, checkpoint) = vault
         .store
         .transaction(|s: &Store| {
@@ -166,6 +181,15 @@ fn seal(
                 .into());
             }
             let (settled, mut events) = settle_refused_rows(s, master)?;
+            // The checkpoint file the config names, as shown, is what the seal records.
+            let in_tables = s.checkpoint_file()?;
+            if in_tables != configured_file {
+                events.push(crate::home::record_checkpoint_file(
+                    s,
+                    configured_file.as_deref(),
+                    in_tables.as_deref(),
+                )?);
+            }
             // What the operator accepted, so that the next review compares against it:
             // every row, now that each verifies (the refused ones revoked).
             let accepted: Vec<serde_json::Value> = s
@@ -190,6 +214,7 @@ fn seal(
                     "accounts": accepted_accounts,
                     "reason": reason,
                     "deleted_unreadable_clients": settled.deleted,
+                    "checkpoint_file": configured_file,
                 }),
             ));
             keygate_audit::append_within(s, key, &events)?;
@@ -298,16 +323,21 @@ struct RecordedAccount {
     seq: u64,
 }
 
-/// What the (verified) audit log last recorded of each client, by name, and of each
-/// account, by label: nobody can forge its events without the key, so it tells which row
-/// was put back.
-fn recorded_in_log(
-    store: &Store,
-    key: &AuditKey,
-) -> anyhow::Result<(
-    BTreeMap<String, Recorded>,
-    BTreeMap<String, RecordedAccount>,
-)> {
+/// What the audit log last recorded of the tables the seal covers.
+struct InLog {
+    /// Each client, by name.
+    clients: BTreeMap<String, Recorded>,
+    /// Each account, by label.
+    accounts: BTreeMap<String, RecordedAccount>,
+    /// The file the vault's checkpoints are kept in (`None`: no file), with the seq of
+    /// the event that recorded it, if the log ever recorded one.
+    checkpoint_file: Option<(Option<String>, u64)>,
+}
+
+/// What the (verified) audit log last recorded of each client, by name, of each account,
+/// by label, and of the checkpoint file: nobody can forge its events without the key, so
+/// it tells which row was put back.
+fn recorded_in_log(store: &Store, key: &AuditKey) -> anyhow::Result<InLog> {
     keygate_audit::verify(store, key)
         .context("the audit log must verify before the tables are sealed again")?;
     recorded_as_read(store)
@@ -315,14 +345,10 @@ fn recorded_in_log(
 
 /// [`recorded_in_log`], from a log the caller verified: inside a write transaction,
 /// where a verification cannot open a read snapshot of its own.
-fn recorded_as_read(
-    store: &Store,
-) -> anyhow::Result<(
-    BTreeMap<String, Recorded>,
-    BTreeMap<String, RecordedAccount>,
-)> {
+fn recorded_as_read(store: &Store) -> anyhow::Result<InLog> {
     let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
     let mut accounts: BTreeMap<String, RecordedAccount> = BTreeMap::new();
+    let mut checkpoint_file = None;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let policy = |v: &serde_json::Value| serde_json::from_value::<Policy>(v.clone()).ok();
     for_each_event(store, &Filter::default(), |page| {
@@ -381,6 +407,10 @@ fn recorded_as_read(
                     }
                     continue;
                 }
+                "audit.checkpoint_file" => {
+                    checkpoint_file = Some((detail["path"].as_str().map(str::to_owned), seq));
+                    continue;
+                }
                 "account.remove" => {
                     for name in detail["deleted_clients"].as_array().into_iter().flatten() {
                         recorded.remove(name.as_str().unwrap_or_default());
@@ -392,6 +422,9 @@ fn recorded_as_read(
                 // (the tables as they were accepted) or of an archive (the archived
                 // events' record, which the log no longer holds).
                 "vault.seal" | "audit.archive" => {
+                    if let Some(file) = detail.get("checkpoint_file") {
+                        checkpoint_file = Some((file.as_str().map(str::to_owned), seq));
+                    }
                     for a in detail["accounts"].as_array().into_iter().flatten() {
                         accounts.insert(
                             text(&a["label"]),
@@ -428,7 +461,11 @@ fn recorded_as_read(
         }
         Ok(())
     })?;
-    Ok((recorded, accounts))
+    Ok(InLog {
+        clients: recorded,
+        accounts,
+        checkpoint_file,
+    })
 }
 
 /// What the audit log has recorded of every client and account, as `vault.seal` records
@@ -436,7 +473,11 @@ fn recorded_as_read(
 /// out of the database, so that `keygate upgrade` still tells a row put back.
 /// The log must have been verified: this reads it as it is (see [`recorded_as_read`]).
 pub(crate) fn log_record(store: &Store) -> anyhow::Result<serde_json::Value> {
-    let (clients, accounts) = recorded_as_read(store)?;
+    let InLog {
+        clients,
+        accounts,
+        checkpoint_file,
+    } = recorded_as_read(store)?;
     let clients: Vec<serde_json::Value> = clients
         .iter()
         .map(|(name, r)| {
@@ -459,7 +500,40 @@ pub(crate) fn log_record(store: &Store) -> anyhow::Result<serde_json::Value> {
             })
         })
         .collect();
-    Ok(serde_json::json!({ "clients": clients, "accounts": accounts }))
+    let mut record = serde_json::json!({ "clients": clients, "accounts": accounts });
+    if let Some((file, _)) = checkpoint_file {
+        record["checkpoint_file"] = file.into();
+    }
+    Ok(record)
+}
+
+/// Shows where the vault's checkpoints are kept: the config's `[audit] checkpoint_file`
+/// (what the seal will record), what the tables record now, and what the log last
+/// recorded, marked CHANGED? when the config's differs from the log's: a setting taken
+/// out with the database put back is what that would look like.
+fn print_checkpoint_file(
+    configured: Option<&str>,
+    in_tables: Option<&str>,
+    in_log: Option<&(Option<String>, u64)>,
+) {
+    let named = |file: Option<&str>| match file {
+        Some(file) => escape_controls(file).into_owned(),
+        None => "no file".to_owned(),
+    };
+    println!(
+        "checkpoints: kept in {} (config.toml's [audit] checkpoint_file; the seal will \
+         record it); the tables record {}",
+        named(configured),
+        named(in_tables)
+    );
+    if let Some((file, seq)) = in_log {
+        if file.as_deref() != configured {
+            println!(
+                "    CHANGED? the audit log last recorded {} (event {seq})",
+                named(file.as_deref())
+            );
+        }
+    }
 }
 
 /// How `c` differs from what the log last recorded of it, if it does.

@@ -6126,6 +6126,164 @@ mod audit {
         kg.ok(&["audit", "verify"], "");
     }
 
+    /// A regression test (from a review): `[audit] checkpoint_file` lives in config.toml,
+    /// beside the database it protects. Whoever put the database back from an older copy
+    /// could take the setting out (or point it at a file of their own) too, and `audit
+    /// verify`, `doctor` and `serve` then checked nothing. The vault now records the file,
+    /// sealed with its tables.
+    #[test]
+    fn a_config_edited_with_the_database_put_back_does_not_hide_it() {
+        let kg = Kg::with_key_file();
+        let checkpoints = kg.path("checkpoints.jsonl");
+        anchor_every_change_in(&kg, &checkpoints);
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let earlier = kg.path("earlier.db");
+        db(&kg)
+            .execute("VACUUM INTO ?1", [earlier.to_str().unwrap()])
+            .unwrap();
+        kg.ok(&["client", "freeze", "bot1"], "");
+        let genuine = kg.path("genuine");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(kg.home())
+            .arg(&genuine)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+
+        // The database put back, and the setting taken out of the config.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = kg.db().into_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+        std::fs::copy(&earlier, kg.db()).unwrap();
+        let config_path = kg.home().join("config.toml");
+        let config = std::fs::read_to_string(&config_path).unwrap();
+        let (without, _) = config.split_once("\n[audit]").unwrap();
+        std::fs::write(&config_path, without).unwrap();
+        assert_eq!(kg.status("bot1"), "active", "the copy brings it back");
+        let taken_out = "names no [audit] checkpoint_file, but this vault keeps its checkpoints";
+        let out = kg.fails(&["audit", "verify"], "", 2);
+        assert!(out.stderr.contains(taken_out), "{}", out.stderr);
+        let out = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        assert!(out.stderr.contains(taken_out), "{}", out.stderr);
+        let out = kg.fails(&["doctor"], "", 1);
+        assert!(out.stdout.contains(taken_out), "{}", out.stdout);
+
+        // Pointed at a file of the intruder's instead (one that holds no checkpoint of
+        // this vault, or an old copy of the real one).
+        let theirs = kg.path("theirs.jsonl");
+        std::fs::write(&theirs, "").unwrap();
+        let setting = format!(
+            "{without}\n[audit]\ncheckpoint_file = {:?}\n",
+            theirs.display().to_string()
+        );
+        std::fs::write(&config_path, &setting).unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 2);
+        assert!(
+            out.stderr
+                .contains("but this vault keeps its checkpoints in"),
+            "{}",
+            out.stderr
+        );
+        // The record itself taken out of the database too: the tables' seal breaks.
+        std::fs::write(&config_path, without).unwrap();
+        db(&kg)
+            .execute("DELETE FROM meta WHERE key = 'checkpoint_file'", [])
+            .unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains("do not match their seal"),
+            "{}",
+            out.stderr
+        );
+        // `keygate upgrade`, which seals them again, shows the operator what the log
+        // last recorded, and records what the config names, as told.
+        let out = kg.ok(&["upgrade", "--yes"], "");
+        assert!(
+            out.stdout.contains(&format!(
+                "checkpoints: kept in no file (config.toml's [audit] checkpoint_file; the seal \
+                 will record it); the tables record no file\n    CHANGED? the audit log last \
+                 recorded {}",
+                checkpoints.display()
+            )),
+            "{}",
+            out.stdout
+        );
+        kg.ok(&["audit", "verify"], "");
+
+        // The genuine vault: the operator moves the checkpoints to a new file, then
+        // stops keeping them; each is an audited change, and the config is followed.
+        std::fs::remove_dir_all(kg.home()).unwrap();
+        std::fs::rename(&genuine, kg.home()).unwrap();
+        kg.ok(&["audit", "verify"], "");
+        let moved = kg.path("moved.jsonl");
+        std::fs::write(&moved, "").unwrap();
+        let setting = format!(
+            "{without}\n[audit]\ncheckpoint_file = {:?}\n",
+            moved.display().to_string()
+        );
+        std::fs::write(&config_path, &setting).unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 2);
+        assert!(
+            out.stderr.contains("audit checkpoint --append"),
+            "{}",
+            out.stderr
+        );
+        let out = kg.ok(
+            &["audit", "checkpoint", "--append", moved.to_str().unwrap()],
+            "",
+        );
+        assert!(out.stderr.contains("in place of"), "{}", out.stderr);
+        let held = kg.ok(&["audit", "verify"], "").stdout;
+        assert!(held.contains("holding all 1 checkpoint(s)"), "{held}");
+        kg.ok(&["client", "unfreeze", "bot1"], "");
+        assert_eq!(std::fs::read_to_string(&moved).unwrap().lines().count(), 2);
+
+        std::fs::write(&config_path, without).unwrap();
+        let out = kg.fails(
+            &[
+                "audit",
+                "checkpoint",
+                "--append",
+                moved.to_str().unwrap(),
+                "--drop-file",
+            ],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+        kg.fails(&["audit", "verify"], "", 2);
+        kg.ok(&["audit", "checkpoint", "--drop-file"], "");
+        let out = kg.ok(&["audit", "verify"], "");
+        assert!(
+            out.stderr.contains("no checkpoint was checked"),
+            "{}",
+            out.stderr
+        );
+        let out = kg.ok(&["audit", "checkpoint", "--drop-file"], "");
+        assert!(out.stderr.contains("nothing to drop"), "{}", out.stderr);
+        let changes = kg.ok(&["audit", "query", "--json"], "").stdout;
+        let recorded: Vec<serde_json::Value> = changes
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["change"] == "audit.checkpoint_file")
+            .map(|e| e["detail"].clone())
+            .collect();
+        let checkpoints = checkpoints.to_str().unwrap();
+        let moved = moved.to_str().unwrap();
+        assert_eq!(
+            recorded,
+            [
+                serde_json::json!({ "path": checkpoints, "from": null }),
+                serde_json::json!({ "path": moved, "from": checkpoints }),
+                serde_json::json!({ "path": null, "from": moved }),
+            ]
+        );
+    }
+
     #[test]
     fn editing_an_event_body_is_caught() {
         let kg = busy_vault();

@@ -940,8 +940,8 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
 /// transfer scope; one that may withdraw given a new address, a daily withdrawal limit
 /// lifted or raised, or one that may move funds a wider allow list) is a warning, as is a
 /// frozen client let go again (unless it expired), an expired one given a new expiry, or
-/// an account whose requests go to a host of the operator's choosing; the rest is
-/// information.
+/// an account whose requests go to a host of the operator's choosing, or the log's
+/// checkpoints moved to another file or no longer kept; the rest is information.
 fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
     // The money-moving scopes of the policy at `policy` in the event's detail.
     let moving = |policy: &serde_json::Value| -> Vec<&'static str> {
@@ -1023,6 +1023,24 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 Severity::Warning,
                 format!("{summary}: its key works again{also}"),
             )
+        }
+        // What catches a vault put back from an older copy, moved or no longer kept; the
+        // first record of a file is information.
+        "audit.checkpoint_file" => {
+            match (admin.detail["from"].as_str(), admin.detail["path"].as_str()) {
+                (Some(from), Some(path)) => (
+                    Severity::Warning,
+                    format!("{summary}: the log's checkpoints are now kept in {path}, not {from}"),
+                ),
+                (Some(from), None) => (
+                    Severity::Warning,
+                    format!(
+                        "{summary}: the log's checkpoints are kept in no file any more (they were \
+                     in {from})"
+                    ),
+                ),
+                _ => (Severity::Info, summary),
+            }
         }
         _ => (Severity::Info, summary),
     }
@@ -2611,6 +2629,24 @@ mod tests {
             added(serde_json::json!("https://relay.example")),
             Severity::Warning
         );
+
+        // Where the log's checkpoints are kept: first recorded, moved, no longer kept.
+        let mut kept = |detail: serde_json::Value| {
+            let event = admin("audit.checkpoint_file", detail);
+            let alert = rules.evaluate(101, &event).remove(0);
+            (alert.severity, alert.summary)
+        };
+        let (severity, _) = kept(serde_json::json!({ "path": "/mnt/a", "from": null }));
+        assert_eq!(severity, Severity::Info);
+        let (severity, summary) = kept(serde_json::json!({ "path": "/mnt/b", "from": "/mnt/a" }));
+        assert_eq!(severity, Severity::Warning);
+        assert!(
+            summary.ends_with("now kept in /mnt/b, not /mnt/a"),
+            "{summary}"
+        );
+        let (severity, summary) = kept(serde_json::json!({ "path": null, "from": "/mnt/b" }));
+        assert_eq!(severity, Severity::Warning);
+        assert!(summary.contains("no file any more"), "{summary}");
     }
 
     /// Found by review: only an update that granted withdraw or transfer warned; a

@@ -1788,6 +1788,75 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// The checkpoint file a vault records is sealed with the tables: whoever can put the
+    /// database back can edit `config.toml` too, and must not be able to take out, or
+    /// change, the record that the log is to be checked against a file kept elsewhere.
+    #[test]
+    fn a_recorded_checkpoint_file_cannot_be_taken_out_or_changed_without_the_master_key() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        assert_eq!(store.checkpoint_file().unwrap(), None);
+        // Recorded in an empty vault, it is sealed on its own.
+        store
+            .transaction(|s| {
+                let before = s.check_seal_is_latest(&master);
+                s.set_checkpoint_file(Some("/mnt/elsewhere/keygate.checkpoints"))?;
+                s.reseal(&master, &before)
+            })
+            .unwrap();
+        store.check_seal(&master).unwrap();
+        let sql = |store: &Store, sql: &str| store.connection().execute_batch(sql).unwrap();
+        let broken =
+            |store: &Store| matches!(store.check_seal(&master), Err(Error::Unsealed { .. }));
+        sql(&store, "CREATE TABLE saved AS SELECT * FROM meta");
+        sql(&store, "DELETE FROM meta WHERE key = 'tables_seal'");
+        assert!(broken(&store), "recorded, but with no seal");
+        sql(
+            &store,
+            "DELETE FROM meta; INSERT INTO meta SELECT * FROM saved",
+        );
+        store.check_seal(&master).unwrap();
+
+        add_main_and_bot1(&mut store, &master);
+        store.check_seal(&master).unwrap();
+        assert_eq!(
+            store.checkpoint_file().unwrap().as_deref(),
+            Some("/mnt/elsewhere/keygate.checkpoints")
+        );
+        sql(
+            &store,
+            "DELETE FROM saved; INSERT INTO saved SELECT * FROM meta",
+        );
+        sql(&store, "DELETE FROM meta WHERE key = 'checkpoint_file'");
+        assert!(broken(&store), "taken out");
+        sql(
+            &store,
+            "DELETE FROM meta; INSERT INTO meta SELECT * FROM saved",
+        );
+        store.check_seal(&master).unwrap();
+        sql(
+            &store,
+            "UPDATE meta SET value = CAST('/tmp/stale-copy' AS BLOB) WHERE key = 'checkpoint_file'",
+        );
+        assert!(broken(&store), "changed");
+        sql(
+            &store,
+            "DELETE FROM meta; INSERT INTO meta SELECT * FROM saved",
+        );
+
+        // Taken out by an audited change, resealed with it: the seal holds.
+        store
+            .transaction(|s| {
+                let before = s.check_seal_is_latest(&master);
+                s.set_checkpoint_file(None)?;
+                s.reseal(&master, &before)
+            })
+            .unwrap();
+        store.check_seal(&master).unwrap();
+        assert_eq!(store.checkpoint_file().unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn the_seal_names_the_last_audit_event_when_it_was_made() {
         let (dir, mut store) = temp_store();

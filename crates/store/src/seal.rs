@@ -25,6 +25,14 @@
 //! a log cut back behind that event and grown again by later appends has another event at
 //! its seq, and the seal no longer holds.
 //!
+//! The seal also covers the file the vault's audit checkpoints are kept in, when one is
+//! recorded ([`Store::checkpoint_file`]): the setting in `config.toml` sits beside the
+//! database, and whoever can put the database back from an older copy can take the setting
+//! out too, leaving nothing to check the log against. Recorded, it can be neither taken
+//! out nor changed without the master key: the tables then no longer hold their seal. A
+//! keygate from before this cannot tell the recorded file from a tampered row, and
+//! refuses the tables: the safe way round.
+//!
 //! Schema version 3 sealed the client table alone (the meta key `clients_seal`), version 4
 //! both tables bound to a seq alone. On such a database that seal is the one checked, so
 //! that the audited change bringing it to this version reseals the tables if, and only
@@ -85,6 +93,9 @@ impl Coverage {
         }
     }
 }
+
+/// The meta key of the checkpoint file the vault records ([`Store::checkpoint_file`]).
+const CHECKPOINT_FILE: &str = "checkpoint_file";
 
 /// Why the tables do not hold.
 const UNSEALED: &str = "are not sealed (they were made by an earlier keygate, or their seal was \
@@ -209,12 +220,41 @@ impl Store {
         Ok(())
     }
 
-    /// How many rows the seal covers.
+    /// The file the vault's audit checkpoints are kept in, as the last administrative
+    /// change that named one recorded it (`[audit] checkpoint_file`), if one did. It is
+    /// sealed with the tables: a value put here, changed or taken out without the master
+    /// key breaks their seal.
+    pub fn checkpoint_file(&self) -> Result<Option<String>, Error> {
+        self.meta(CHECKPOINT_FILE)?
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|_| Error::Corrupt {
+                    what: "checkpoint file",
+                    reason: "not UTF-8".into(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Records `path` as the file the vault's checkpoints are kept in, or that none is
+    /// (`None`). Only inside the transaction of an audited change that tells of it, which
+    /// then seals the tables again ([`Store::reseal`]).
+    pub fn set_checkpoint_file(&self, path: Option<&str>) -> Result<(), Error> {
+        match path {
+            Some(path) => self.set_meta(CHECKPOINT_FILE, path.as_bytes()),
+            None => self.delete_meta(CHECKPOINT_FILE),
+        }
+    }
+
+    /// How many rows the seal covers (a recorded checkpoint file counts as one).
     fn row_count(&self, coverage: Coverage) -> Result<u64, Error> {
         let sql = match coverage {
             Coverage::Clients => "SELECT count(*) FROM clients",
-            Coverage::ClientsAndAccounts | Coverage::TablesAndEvent => {
+            Coverage::ClientsAndAccounts => {
                 "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM accounts)"
+            }
+            Coverage::TablesAndEvent => {
+                "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM accounts) \
+                 + (SELECT count(*) FROM meta WHERE key = 'checkpoint_file')"
             }
         };
         self.connection()
@@ -228,7 +268,8 @@ impl Store {
     /// the number of account rows and every column of each in label order. Every column
     /// as stored: a row that does not decode is sealed all the same (and refused on its
     /// own account). The client rows' count comes first in version 4, so that no client
-    /// column reads as an account's.
+    /// column reads as an account's. Then, since version 5 and when one is recorded, the
+    /// checkpoint file's path.
     fn sealed_fields(&self, coverage: Coverage, seq: u64) -> Result<Vec<Vec<u8>>, Error> {
         let mut fields = vec![seq.to_be_bytes().to_vec()];
         if coverage == Coverage::TablesAndEvent {
@@ -258,6 +299,13 @@ impl Store {
         for rows in [clients, accounts] {
             fields.push((rows.len() as u64).to_be_bytes().to_vec());
             fields.extend(rows.into_iter().flatten());
+        }
+        // Last, after the counted rows: no account column can read as it.
+        if coverage == Coverage::TablesAndEvent {
+            if let Some(path) = self.meta(CHECKPOINT_FILE)? {
+                fields.push(CHECKPOINT_FILE.as_bytes().to_vec());
+                fields.push(path);
+            }
         }
         Ok(fields)
     }

@@ -2942,3 +2942,44 @@ fn signed_reads_are_reserved_at_no_less_than_their_documented_weight() {
         assert_eq!(w(path, signed), weight, "{path}");
     }
 }
+
+/// Found by review: an order whose side read as neither BUY nor SELL (`BUY%20`, a tab)
+/// was valued as neither (a buy walks the book, a sell in quote units is refused) and
+/// forwarded; a batch already refused it. Now refused on its own too, on every leg.
+#[test]
+fn an_order_whose_side_is_neither_buy_nor_sell_is_refused() {
+    let checked = |path: &str, params: &str| {
+        SignedRequest::parse(&format!("{params}&timestamp=1&signature=00"), b"", None)
+            .unwrap()
+            .check_for_path("POST", path)
+    };
+    let market = "symbol=BTCUSDT&type=MARKET&quantity=50";
+    for side in [
+        "side=BUY%20",
+        "side=BUY%09",
+        "side=%20BUY",
+        "side=",
+        "side=LONG",
+    ] {
+        for path in ["/api/v3/order", "/fapi/v1/order", "/api/v3/order/test"] {
+            let refused = checked(path, &format!("{market}&{side}"));
+            assert!(
+                matches!(refused, Err(Error::Malformed { .. })),
+                "{path} {side}: {refused:?}"
+            );
+        }
+    }
+    for side in ["side=BUY", "side=sell"] {
+        assert!(checked("/api/v3/order", &format!("{market}&{side}")).is_ok());
+    }
+    let legs = "symbol=BTCUSDT&workingType=LIMIT&workingPrice=100&workingQuantity=1\
+                &pendingType=LIMIT&pendingPrice=90&pendingQuantity=1";
+    for (sides, taken) in [
+        ("workingSide=BUY&pendingSide=SELL", true),
+        ("workingSide=BUY%20&pendingSide=SELL", false),
+        ("workingSide=BUY&pendingSide=SELL%20", false),
+    ] {
+        let list = checked("/api/v3/orderList/oto", &format!("{legs}&{sides}"));
+        assert_eq!(list.is_ok(), taken, "{sides}: {list:?}");
+    }
+}

@@ -1000,8 +1000,10 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     };
 
     create_private_dir(&home.dir)?;
-    // Made meanwhile by someone else, it would not be this user's.
+    // Made meanwhile by someone else, it would not be this user's; nor would a directory
+    // above it made between the check of its parents and this (found by review).
     check_home_owner(&home.dir)?;
+    check_home_parents(&home.dir)?;
     // A home that existed already keeps its mode otherwise (0755, say), which doctor then
     // fails: the vault's directory is its owner's alone. Said when it changes (found by
     // review: done without a word to a directory that may be someone's project).
@@ -1563,20 +1565,22 @@ pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
 /// ([`check_no_one_else_writes`]): the home would be theirs to move away and replace.
 /// Of a home not made yet, the directories that exist above it are checked.
 pub(crate) fn check_home_parents(dir: &Path) -> anyhow::Result<()> {
-    // Where a home that is a symbolic link leads is what can be moved away (found by
-    // review: the directories above the link were checked, not those above its target).
-    let dir = match fs::canonicalize(dir) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::path::absolute(dir).with_context(|| format!("finding {}", dir.display()))?
-        }
+    // A home that is a symbolic link can be moved away where it leads, and so can the link
+    // (found by review twice: first the directories above the link alone were checked,
+    // then those above its target alone): the directories above both are.
+    let written = std::path::absolute(dir).with_context(|| format!("finding {}", dir.display()))?;
+    let resolved = match fs::canonicalize(dir) {
+        Ok(dir) => Some(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("finding {}", dir.display())),
     };
-    match dir.ancestors().skip(1).find(|above| above.exists()) {
-        Some(above) => check_no_one_else_writes(above)
-            .with_context(|| format!("the home directory {} is not safe", dir.display())),
-        None => Ok(()),
+    for dir in [Some(written), resolved].iter().flatten() {
+        if let Some(above) = dir.ancestors().skip(1).find(|above| above.exists()) {
+            check_no_one_else_writes(above)
+                .with_context(|| format!("the home directory {} is not safe", dir.display()))?;
+        }
     }
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -1590,7 +1594,9 @@ pub(crate) fn check_home_owner(_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Refuses a directory another user could rename or replace things in: one of `dir` and
-/// the directories above it that is owned by someone other than this user or root, or
+/// the directories above it, as written and where its symbolic links lead (whoever can
+/// write the directory a link is in can point it elsewhere: found by review), that is
+/// owned by someone other than this user or root, or
 /// that others may write, or its group unless it is this user's own primary group,
 /// without the sticky bit (`/tmp` has it: there, only an entry's owner may rename it).
 /// Whatever keygate made in such a directory could be swapped for the other user's
@@ -1601,9 +1607,11 @@ pub(crate) fn check_home_owner(_dir: &Path) -> anyhow::Result<()> {
 #[cfg(target_os = "linux")]
 pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let dir = fs::canonicalize(dir).with_context(|| format!("finding {}", dir.display()))?;
+    let finding = || format!("finding {}", dir.display());
+    let written = std::path::absolute(dir).with_context(finding)?;
+    let resolved = fs::canonicalize(dir).with_context(finding)?;
     let own_group = rustix::process::getegid().as_raw();
-    for at in dir.ancestors() {
+    for at in resolved.ancestors().chain(written.ancestors()) {
         let meta = fs::metadata(at).with_context(|| format!("reading {}", at.display()))?;
         let mode = meta.permissions().mode();
         let others_write = if meta.gid() == own_group {

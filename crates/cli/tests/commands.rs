@@ -1280,6 +1280,41 @@ mod init {
         );
         chmod(&open, 0o700);
         kg.ok(&["account", "list"], "");
+        // And where the link is (found by review: judged where it leads alone, the link
+        // could be pointed at an older copy of the home by whoever may write its
+        // directory). The key file's directory, reached through a link, likewise.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::remove_file(kg.home()).unwrap();
+        std::fs::rename(open.join("home"), elsewhere.path().join("home")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("home"), kg.home()).unwrap();
+        kg.ok(&["account", "list"], "");
+        chmod(&parent, 0o777);
+        let refused = kg.fails(&["account", "list"], "", 2);
+        assert!(
+            refused.stderr.contains(&format!(
+                "{} may be written by group or others",
+                parent.display()
+            )),
+            "{refused:#?}"
+        );
+        chmod(&parent, parent_mode);
+        kg.ok(&["account", "list"], "");
+        chmod(&open, 0o777);
+        std::os::unix::fs::symlink(elsewhere.path(), open.join("link")).unwrap();
+        let moved = open.join("link").join("moved.key");
+        let moving = [
+            "vault",
+            "move-key",
+            "--to-key-file",
+            moved.to_str().unwrap(),
+        ];
+        let refused = kg.fails(&moving, "", 2);
+        assert!(
+            refused.stderr.contains("would not be safe there"),
+            "{refused:#?}"
+        );
+        assert!(!moved.exists());
+        chmod(&open, 0o700);
 
         let kg = Kg::empty();
         let parent = kg.home().parent().unwrap().to_owned();

@@ -542,6 +542,30 @@ pub(crate) fn open_owner_only(path: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
+/// Puts the config naming the new provider, written aside at `next`, in place of the
+/// home's, once the move is recorded. If it cannot be, the vault still opens with the old
+/// provider, and the log is told so in a second event, `vault.move_key_undone` (found by
+/// review: the log said the key had moved, and nothing said it had not).
+fn replace_config_after_recording(vault: &mut Unlocked, next: &Path) -> anyhow::Result<()> {
+    let config = vault.home.config_path();
+    let Err(e) = fs::rename(next, &config) else {
+        return Ok(());
+    };
+    let undone = admin_event(
+        "vault.move_key_undone",
+        &vault.home.dir.display().to_string(),
+        serde_json::json!({ "reason": format!("replacing config.toml: {e}") }),
+    );
+    if let Err(told) = vault.change(&[undone], |_, _| Ok(())) {
+        eprintln!(
+            "keygate: warning: the audit log records the move (vault.move_key), but it was \
+             not made, and that could not be recorded ({told}); the vault opens with its \
+             old provider"
+        );
+    }
+    Err(e).with_context(|| format!("replacing {}; the vault opens as before", config.display()))
+}
+
 /// The audit event of an administrative change made from the command line.
 pub fn admin_event(change: &str, target: &str, detail: serde_json::Value) -> Event {
     Event {
@@ -769,19 +793,16 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
     // The new config is written aside before the move is recorded, so that once it is,
     // only a rename is left to fail.
     let next = next_master_key_config(&vault.home, &config);
-    let moved = next
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|next| {
-            vault
-                .change(&[event], |s, _| match &wrapped {
-                    Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
-                    None => Ok(()),
-                })
-                .context("recording the move")?;
-            fs::rename(next, vault.home.config_path())
-                .with_context(|| format!("replacing {}", vault.home.config_path().display()))
-        });
+    let moved = match &next {
+        Ok(next) => vault
+            .change(&[event], |s, _| match &wrapped {
+                Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
+                None => Ok(()),
+            })
+            .context("recording the move")
+            .and_then(|()| replace_config_after_recording(&mut vault, next)),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
     if let Err(e) = moved {
         // The vault still opens as before; leave no extra copy of its key behind.
         if let Ok(next) = &next {

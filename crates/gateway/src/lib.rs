@@ -118,7 +118,9 @@ pub struct ClientLimits {
     /// how long a kept-alive connection may wait idle for its next request. Past it the
     /// connection is closed (a body that is late is refused and audited first).
     pub timeout: Duration,
-    /// Connections open at once over all workers; more are closed as they arrive.
+    /// Connections open at once over all workers; more are closed as they arrive. Of
+    /// them, addresses no client may call from (outside every allow list) hold half at
+    /// most, all together, so that the bots' addresses keep the rest.
     pub max_connections: usize,
     /// Connections open at once from one address, so that one source cannot hold them
     /// all; more from it are closed as they arrive. Trusted proxies are exempt (every

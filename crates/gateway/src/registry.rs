@@ -1,11 +1,13 @@
 //! The gateway's in-memory view of accounts and clients, reloaded when the store changes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
+use ipnet::IpNet;
 use keygate_audit::{AuditKey, MarkFrom, Marking, ReadSoFar};
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -99,6 +101,9 @@ pub struct Registry {
     /// that does not read or verify, a key two clients hold. Logged as found; the
     /// reloader raises an alert for each the load before did not have.
     refused: Vec<String>,
+    /// Every network some client not revoked may call from (its `--allow-ip`), once
+    /// each: see [`Registry::is_client_source`].
+    client_networks: Vec<IpNet>,
 }
 
 /// Rows a load opened, kept so that the next load need not decrypt them again. A row
@@ -304,6 +309,15 @@ impl Registry {
         for api_key in claimed_twice {
             registry.clients.remove(&api_key);
         }
+        let mut networks: Vec<IpNet> = registry
+            .clients
+            .values()
+            .filter(|entry| entry.status != ClientStatus::Revoked)
+            .flat_map(|entry| entry.policy.allow_ips.iter().copied())
+            .collect();
+        networks.sort_unstable();
+        networks.dedup();
+        registry.client_networks = networks;
         // They open nothing and only name whose a stale key was: a table that does not
         // read (a database put back from before it) must not refuse every client.
         registry.retired = match store.retired_keys() {
@@ -314,6 +328,16 @@ impl Registry {
             }
         };
         Ok(registry)
+    }
+
+    /// Whether some client not revoked may call from `source`: a connection from any
+    /// other address can only ask for public data (or be refused), and the acceptor keeps
+    /// such addresses together to a share of the connections, so that they cannot take
+    /// the slots the bots reconnect into.
+    pub fn is_client_source(&self, source: IpAddr) -> bool {
+        self.client_networks
+            .iter()
+            .any(|network| network.contains(&source))
     }
 
     /// The stops of the client that held `api_key` in this registry, and one more if it
@@ -387,6 +411,7 @@ impl Registry {
             every_client_stopped: self.every_client_stopped.saturating_add(1),
             opened: Opened::default(),
             refused: self.refused.clone(),
+            client_networks: self.client_networks.clone(),
         }
     }
 }

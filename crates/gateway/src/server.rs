@@ -12,7 +12,10 @@
 //!
 //! The first worker also enforces [`ClientLimits::max_connections`](crate::ClientLimits)
 //! and `max_connections_per_source`: a connection past either is closed as it arrives.
-//! Trusted proxies count against the first only. hyper closes a connection whose client
+//! Trusted proxies count against the first only. Addresses no client may call from
+//! (outside every `--allow-ip`), which can ask for nothing but public data, hold half of
+//! the connections at most, all together: a few of them cannot take every slot and keep
+//! the bots from reconnecting (found by review). hyper closes a connection whose client
 //! takes longer than [`ClientLimits::timeout`](crate::ClientLimits) to send its headers,
 //! which also bounds how long a kept-alive connection may idle, and [`WriteDeadline`]
 //! one whose client stops reading its answers for as long. Every state of a connection is
@@ -47,6 +50,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::registry::Live;
 use crate::Gateway;
 
 /// A running multi-worker gateway. [`Server::shutdown`] stops it gracefully; dropping it
@@ -108,6 +112,7 @@ impl Server {
                         total: gateway.limits.max_connections,
                         per_source: gateway.limits.max_connections_per_source,
                         exempt: gateway.trusted_proxies.clone(),
+                        live: Arc::clone(&gateway.live),
                     };
                     Some((TcpListener::from_std(listener)?, inboxes, limits))
                 }
@@ -187,26 +192,74 @@ struct ConnectionLimits {
     per_source: usize,
     /// Sources the per-source limit does not apply to: the trusted proxies.
     exempt: Arc<[IpNet]>,
+    /// The clients, whose allow lists tell the addresses bots call from.
+    live: Arc<Live>,
 }
 
-/// The connections open now, in all and by source address.
+impl ConnectionLimits {
+    /// How many connections the addresses no client may call from hold at most, all
+    /// together.
+    fn strangers_share(&self) -> usize {
+        self.total / 2
+    }
+}
+
+/// Where a connection comes from, as the limits count it.
+#[derive(Clone, Copy, PartialEq)]
+enum Origin {
+    /// A trusted proxy: every bot behind it shares its address.
+    Proxy,
+    /// An address some client may call from, by its network ([`keygate_core::source_network`]).
+    Client(IpAddr),
+    /// An address no client may call from, by its network.
+    Stranger(IpAddr),
+}
+
+impl Origin {
+    /// Where `peer` is, for `limits`.
+    fn of(peer: IpAddr, limits: &ConnectionLimits) -> Origin {
+        let source = peer.to_canonical();
+        if limits.exempt.iter().any(|proxy| proxy.contains(&source)) {
+            Origin::Proxy
+        } else if limits.live.snapshot().is_client_source(source) {
+            Origin::Client(keygate_core::source_network(source))
+        } else {
+            Origin::Stranger(keygate_core::source_network(source))
+        }
+    }
+
+    /// The network the per-source limit counts it under, if any.
+    fn network(self) -> Option<IpAddr> {
+        match self {
+            Origin::Proxy => None,
+            Origin::Client(network) | Origin::Stranger(network) => Some(network),
+        }
+    }
+}
+
+/// The connections open now, in all, from strangers, and by source address.
 #[derive(Default)]
 struct OpenConnections {
     total: AtomicUsize,
+    strangers: AtomicUsize,
     by_source: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl OpenConnections {
-    /// A slot for a connection from `source` (`None` when exempt from the per-source
-    /// limit), or why there is none.
+    /// A slot for a connection from `origin`, or why there is none.
     fn take(
         self: &Arc<Self>,
-        source: Option<IpAddr>,
+        origin: Origin,
         limits: &ConnectionLimits,
     ) -> Result<Slot, &'static str> {
         if self.total.load(Ordering::Relaxed) >= limits.total {
             return Err("too many open connections");
         }
+        let stranger = matches!(origin, Origin::Stranger(_));
+        if stranger && self.strangers.load(Ordering::Relaxed) >= limits.strangers_share() {
+            return Err("too many open connections from addresses no client may call from");
+        }
+        let source = origin.network();
         if let Some(source) = source {
             let mut by_source = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
             let open = by_source.entry(source).or_default();
@@ -216,9 +269,13 @@ impl OpenConnections {
             *open += 1;
         }
         self.total.fetch_add(1, Ordering::Relaxed);
+        if stranger {
+            self.strangers.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Slot {
             open: self.clone(),
             source,
+            stranger,
         })
     }
 }
@@ -227,11 +284,15 @@ impl OpenConnections {
 struct Slot {
     open: Arc<OpenConnections>,
     source: Option<IpAddr>,
+    stranger: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.open.total.fetch_sub(1, Ordering::Relaxed);
+        if self.stranger {
+            self.open.strangers.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(source) = self.source {
             let mut by_source = self
                 .open
@@ -271,12 +332,7 @@ async fn accept(
             () = &mut stop => return,
             accepted = Listener::accept(&mut listener) => accepted,
         };
-        let source = peer.ip().to_canonical();
-        let exempt = limits.exempt.iter().any(|proxy| proxy.contains(&source));
-        let slot = match open.take(
-            (!exempt).then(|| keygate_core::source_network(source)),
-            &limits,
-        ) {
+        let slot = match open.take(Origin::of(peer.ip(), &limits), &limits) {
             Ok(slot) => slot,
             Err(reason) => {
                 drop(stream);
@@ -590,18 +646,37 @@ mod tests {
             total: 3,
             per_source: 1,
             exempt: Arc::new([]),
+            live: Arc::new(Live::new(crate::registry::Registry::default())),
         };
         let open = Arc::new(OpenConnections::default());
-        let a = "192.0.2.1".parse().ok();
-        let b = "192.0.2.2".parse().ok();
-        let first = open.take(a, &limits).unwrap();
-        assert!(open.take(a, &limits).is_err(), "a second from one source");
-        let _other = open.take(b, &limits).unwrap();
-        let _exempt = open.take(None, &limits).unwrap();
-        assert!(open.take(None, &limits).is_err(), "past the total");
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = open.take(Origin::Client(a), &limits).unwrap();
+        assert!(
+            open.take(Origin::Client(a), &limits).is_err(),
+            "a second from one source"
+        );
+        let stranger = open.take(Origin::Stranger(b), &limits).unwrap();
+        assert!(
+            open.take(Origin::Stranger("192.0.2.3".parse().unwrap()), &limits)
+                .is_err(),
+            "past the strangers' share"
+        );
+        let _proxy = open.take(Origin::Proxy, &limits).unwrap();
+        assert!(open.take(Origin::Proxy, &limits).is_err(), "past the total");
+        drop(stranger);
+        let _stranger = open.take(Origin::Stranger(b), &limits).unwrap();
         drop(first);
-        assert!(open.take(a, &limits).is_ok(), "the slot was not given back");
-        assert_eq!(open.by_source.lock().unwrap().get(&a.unwrap()), None);
+        assert!(
+            open.take(Origin::Client(a), &limits).is_ok(),
+            "the slot was not given back"
+        );
+        assert_eq!(open.by_source.lock().unwrap().get(&a), None);
+        // With no client, every address is a stranger.
+        assert!(matches!(
+            Origin::of("127.0.0.1".parse().unwrap(), &limits),
+            Origin::Stranger(_)
+        ));
     }
 
     #[tokio::test]

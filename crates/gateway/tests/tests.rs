@@ -5349,6 +5349,52 @@ async fn one_address_cannot_hold_every_connection() {
     }
 }
 
+/// A regression test (from a review): a few addresses with no key could take every
+/// connection slot with kept-alive public calls, and bots reconnecting were closed as
+/// they arrived. Addresses no client may call from hold half the slots at most, all
+/// together.
+#[tokio::test]
+async fn addresses_no_client_may_call_from_hold_half_the_connections_at_most() {
+    let limits = ClientLimits {
+        max_connections: 8,
+        max_connections_per_source: 3,
+        ..ClientLimits::default()
+    };
+    let policy = Policy {
+        allow_ips: vec!["127.0.0.1/32".parse().unwrap()],
+        ..trading_policy()
+    };
+    let env = setup_with(
+        policy,
+        None,
+        Duration::from_secs(10),
+        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+        limits,
+        vec![],
+    )
+    .await;
+    let mut open = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"] {
+        let mut stream = connect_from(&env, source).await;
+        assert!(is_served(&mut stream).await, "{source}: within the share");
+        open.push(stream);
+    }
+    let mut fifth = connect_from(&env, "127.0.0.4").await;
+    assert!(
+        !is_served(&mut fifth).await,
+        "a fifth stranger's connection was served"
+    );
+    // The bot's address has the other half.
+    for _ in 0..3 {
+        let mut stream = connect_from(&env, "127.0.0.1").await;
+        assert!(
+            is_served(&mut stream).await,
+            "the bot's address was refused"
+        );
+        open.push(stream);
+    }
+}
+
 #[tokio::test]
 async fn connections_past_the_limit_are_closed_until_others_end() {
     let env = limited_env(Duration::from_secs(30), 2).await;

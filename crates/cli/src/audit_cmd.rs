@@ -176,6 +176,7 @@ pub(crate) fn checkpoint_files(
         .checkpoint_file()
         .context("reading the checkpoint file the vault records")?;
     if let Some(recorded) = recorded {
+        let recorded = escape_controls(&recorded).into_owned();
         let config = vault.home.config_path();
         match &configured {
             None => anyhow::bail!(
@@ -186,15 +187,17 @@ pub(crate) fn checkpoint_files(
                  checkpoints, `keygate audit checkpoint --drop-file` records that",
                 config.display(),
             ),
-            Some(path) if path.as_path() != Path::new(&recorded) => anyhow::bail!(
-                "{}'s [audit] checkpoint_file is {}, but this vault keeps its checkpoints in \
+            Some(path) if escape_controls(&path.display().to_string()) != recorded => {
+                anyhow::bail!(
+                    "{}'s [audit] checkpoint_file is {}, but this vault keeps its checkpoints in \
                  {recorded} (recorded in its audit log, and sealed): an older copy of that \
                  file would anchor an older vault. Put {recorded} back; to move the \
                  checkpoints, `touch {1} && keygate audit checkpoint --append {1}` records \
                  the new file",
-                config.display(),
-                path.display(),
-            ),
+                    config.display(),
+                    escape_controls(&path.display().to_string()),
+                )
+            }
             Some(_) => {}
         }
     }
@@ -625,29 +628,28 @@ fn checkpoint(vault: &mut Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32
     Ok(0)
 }
 
-/// The config's `[audit] checkpoint_file`, when `path` is that file and the vault does
-/// not record it yet as where its checkpoints are kept.
+/// The config's `[audit] checkpoint_file`, when `path`, as written (not where links
+/// lead), is that path and the vault does not record it yet as where its checkpoints are
+/// kept (found by review: a routine `--append FILE` from cron, with the setting pointed
+/// at a link to FILE that its owner could later point elsewhere, recorded the link).
 fn configured_file_to_record(vault: &Unlocked, path: &Path) -> anyhow::Result<Option<String>> {
     let Some(configured) = vault.home.audit_settings()?.checkpoint_file else {
         return Ok(None);
     };
-    let same_file = match (
-        std::fs::canonicalize(path),
-        std::fs::canonicalize(&configured),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    let configured = configured.to_str().map(str::to_owned);
+    let given = std::path::absolute(path).with_context(|| format!("finding {}", path.display()))?;
     let recorded = vault
         .store
         .checkpoint_file()
         .context("reading the checkpoint file the vault records")?;
-    Ok(configured.filter(|c| same_file && recorded.as_ref() != Some(c)))
+    let configured = configured.to_str().map(str::to_owned);
+    Ok(configured.filter(|c| Path::new(c) == given && recorded.as_ref() != Some(c)))
 }
 
 /// Records `configured` as the file the vault's checkpoints are kept in, an audited
-/// change, and returns the checkpoint of its event, taken with it.
+/// change, and returns the checkpoint of its event, taken with it. The file recorded
+/// before, if any, gets that checkpoint too, where it still anchors this log (found by
+/// review: it otherwise still anchored a copy of the database made just before the move,
+/// which holds every checkpoint it has).
 fn record_checkpoint_file(vault: &mut Unlocked, configured: &str) -> anyhow::Result<Checkpoint> {
     let from = vault
         .store
@@ -661,26 +663,38 @@ fn record_checkpoint_file(vault: &mut Unlocked, configured: &str) -> anyhow::Res
         })
         .context("recording the checkpoint file in the audit log")?;
     crate::home::warn_if_unsealed(unsealed);
-    match &from {
-        None => eprintln!("recorded {configured} as where this vault's checkpoints are kept"),
-        Some(from) => eprintln!(
-            "recorded {configured} as where this vault's checkpoints are kept, in place of \
-             {from}"
-        ),
-    }
-    checkpoint
+    let checkpoint = checkpoint
         .context("no checkpoint was taken")?
-        .context("taking a checkpoint of the audit log")
+        .context("taking a checkpoint of the audit log")?;
+    let shown = escape_controls(configured);
+    match &from {
+        None => eprintln!("recorded {shown} as where this vault's checkpoints are kept"),
+        Some(from) => {
+            crate::home::write_anchor(
+                &vault.store,
+                &vault.audit_key,
+                Path::new(from),
+                Ok(checkpoint.clone()),
+            );
+            eprintln!(
+                "recorded {shown} as where this vault's checkpoints are kept, in place of \
+                 {}, which got the checkpoint of the move too",
+                escape_controls(from)
+            );
+        }
+    }
+    Ok(checkpoint)
 }
 
 /// `audit checkpoint --drop-file`: records that the vault keeps its checkpoints in no
-/// file any more, once the config names none.
+/// file any more, once the config names none; the file it kept them in gets the
+/// checkpoint of that change, where it still anchors this log.
 fn drop_checkpoint_file(vault: &mut Unlocked) -> anyhow::Result<i32> {
     if let Some(path) = vault.home.audit_settings()?.checkpoint_file {
         anyhow::bail!(
             "{} still names [audit] checkpoint_file {}: take it out first",
             vault.home.config_path().display(),
-            path.display()
+            escape_controls(&path.display().to_string())
         );
     }
     let Some(from) = vault
@@ -691,17 +705,21 @@ fn drop_checkpoint_file(vault: &mut Unlocked) -> anyhow::Result<i32> {
         eprintln!("this vault records no checkpoint file; nothing to drop");
         return Ok(0);
     };
-    let (_, unsealed) = vault
-        .audited_change(|s, _| {
+    let (_, unsealed, checkpoint) = vault
+        .checkpointed_change(Some(Path::new(&from)), |s, _| {
             let event = crate::home::record_checkpoint_file(s, None, Some(&from))?;
             Ok(((), vec![event]))
         })
         .context("recording in the audit log that no checkpoint file is kept")?;
     crate::home::warn_if_unsealed(unsealed);
+    if let Some(checkpoint) = checkpoint {
+        crate::home::write_anchor(&vault.store, &vault.audit_key, Path::new(&from), checkpoint);
+    }
     eprintln!(
         "recorded that this vault keeps its checkpoints in no file any more (they were in \
-         {from}); `keygate audit verify` checks the log against no checkpoint unless given \
-         --checkpoint FILE"
+         {}, which got the checkpoint of this change); `keygate audit verify` checks the \
+         log against no checkpoint unless given --checkpoint FILE",
+        escape_controls(&from)
     );
     Ok(0)
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use keygate_audit::{AuditKey, AuditLog};
-use keygate_core::{AdminEvent, Event, EventBody};
+use keygate_core::{escape_controls, AdminEvent, Event, EventBody};
 use keygate_monitor::AlertsConfig;
 use keygate_store::Store;
 use keygate_vault::{HsmKey, KdfParams, MasterKey, SecretString, VaultFormat};
@@ -418,12 +418,18 @@ impl Unlocked {
     ) -> Result<(T, Option<keygate_store::Error>, Option<CheckpointTaken>), keygate_audit::Error>
     {
         let (master, key) = (&self.master, &self.audit_key);
-        self.store.transaction(|s| {
+        let (value, unsealed, checkpoint, first_recorded) = self.store.transaction(|s| {
             let sealed = s.check_seal_is_latest(master);
+            // A change that records a file, or that none is kept, is not followed by a
+            // first record of its own.
+            let recorded_before = s.checkpoint_file()?;
             let (value, mut events) = make(s, master)?;
-            if let (Some(path), false) = (anchor, events.is_empty()) {
-                events.extend(first_record_of_checkpoint_file(s, path)?);
-            }
+            let first_record = match (anchor, events.is_empty(), recorded_before) {
+                (Some(path), false, None) => first_record_of_checkpoint_file(s, path)?,
+                _ => None,
+            };
+            let first_recorded = first_record.is_some();
+            events.extend(first_record);
             keygate_audit::append_within(s, key, &events)?;
             // The change's own last event, synced with it: an event a running gateway
             // appends after it may not be synced yet, and a checkpoint of that one would
@@ -432,21 +438,64 @@ impl Unlocked {
                 .is_some()
                 .then(|| keygate_audit::head_checkpoint(s, key));
             s.reseal(master, &sealed)?;
-            Ok::<_, keygate_audit::Error>((value, sealed.err(), checkpoint))
-        })
+            Ok::<_, keygate_audit::Error>((value, sealed.err(), checkpoint, first_recorded))
+        })?;
+        if let (Some(path), true) = (anchor, first_recorded) {
+            // Said, not done quietly: whoever can edit config.toml chose this file too
+            // (found by review).
+            eprintln!(
+                "keygate: recorded {}, config.toml's [audit] checkpoint_file, as where this \
+                 vault's checkpoints are kept; from now on a config that names no file, or \
+                 another, is refused",
+                escape_controls(&path.display().to_string())
+            );
+        }
+        Ok((value, unsealed, checkpoint))
     }
 
-    /// The config's `[audit] checkpoint_file`, if one is set, for a change to take its
-    /// checkpoint in its transaction and [`write_anchor`] it after. A mistake in `[audit]`
-    /// is told, not returned: the change is made all the same, unanchored.
+    /// The file a change takes its checkpoint for, in its transaction, and
+    /// [`write_anchor`]s it to after: the one the vault records
+    /// ([`Store::checkpoint_file`]), whatever config.toml says (found by review: a
+    /// setting taken out only while a revoke was made sent the revoke's checkpoint
+    /// nowhere, and a copy from before it then verified against the file), and said
+    /// loudly when the config names none or another; else the config's `[audit]
+    /// checkpoint_file`, if one is set. A mistake in `[audit]` is told, not returned: the
+    /// change is made all the same.
     pub(crate) fn anchor_file(&self) -> Option<PathBuf> {
-        match self.home.audit_settings() {
+        let configured = match self.home.audit_settings() {
             Ok(settings) => settings.checkpoint_file,
             Err(e) => {
-                eprintln!("keygate: warning: no checkpoint of this change is written: {e:#}");
+                eprintln!("keygate: warning: config.toml's [audit] does not read: {e:#}");
                 None
             }
+        };
+        let recorded = match self.store.checkpoint_file() {
+            Ok(recorded) => recorded.map(PathBuf::from),
+            Err(e) => {
+                eprintln!(
+                    "keygate: warning: the checkpoint file this vault records does not read \
+                     ({e}); the change is anchored where config.toml says, if anywhere"
+                );
+                None
+            }
+        };
+        let Some(recorded) = recorded else {
+            return configured;
+        };
+        if configured.as_ref() != Some(&recorded) {
+            eprintln!(
+                "keygate: WARNING: config.toml's [audit] checkpoint_file is {}, but this \
+                 vault keeps its checkpoints in {}: this change's checkpoint goes there. If \
+                 you did not change the setting, someone who can write config.toml did; \
+                 `keygate audit verify` refuses the config until it names that file again",
+                configured.map_or_else(
+                    || "not set".to_owned(),
+                    |c| escape_controls(&c.display().to_string()).into_owned()
+                ),
+                escape_controls(&recorded.display().to_string())
+            );
         }
+        Some(recorded)
     }
 
     /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a

@@ -2,6 +2,7 @@
 //! client and account tables when their seal is missing or broken, after showing every
 //! client and account.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -126,7 +127,9 @@ fn seal(
     }
     print_unreadable(rows, "will be deleted");
     print_accounts(&accounts, Some(&recorded_accounts), &vault.master);
-    let anchor = vault.anchor_file();
+    // The file the config names is what the seal will record; its checkpoints are
+    // checked first, and one the log last recorded is not given up here.
+    let anchor = vault.home.audit_settings()?.checkpoint_file;
     let configured_file = anchor.as_deref().and_then(Path::to_str).map(str::to_owned);
     let file_in_tables = vault
         .store
@@ -137,6 +140,7 @@ fn seal(
         file_in_tables.as_deref(),
         recorded_file.as_ref(),
     );
+    check_against_recorded_file(vault, configured_file.as_deref(), recorded_file.as_ref())?;
     let readable_accounts: Vec<&Account> =
         accounts.iter().filter_map(|r| r.as_ref().ok()).collect();
     confirm(
@@ -505,6 +509,46 @@ pub(crate) fn log_record(store: &Store) -> anyhow::Result<serde_json::Value> {
         record["checkpoint_file"] = file.into();
     }
     Ok(record)
+}
+
+/// Refuses to seal the tables again while the config names another checkpoint file than
+/// the one the log last recorded, or none (found by review: whoever could break the seal
+/// and edit the config could have a routine `upgrade --yes` drop the record, with only a
+/// line of output to say so), and checks the log against the checkpoints of the file it
+/// names: tables put back with the whole database are caught here, before they are
+/// vouched for.
+fn check_against_recorded_file(
+    vault: &Unlocked,
+    configured: Option<&str>,
+    in_log: Option<&(Option<String>, u64)>,
+) -> anyhow::Result<()> {
+    if let Some((Some(recorded), seq)) = in_log {
+        if configured != Some(recorded.as_str()) {
+            bail!(
+                "the audit log last recorded {} as where this vault's checkpoints are kept \
+                 (event {seq}), but config.toml's [audit] checkpoint_file is {}: nothing was \
+                 sealed. Put the setting back (the log is then checked against that file \
+                 first); or, to stop keeping checkpoints or move them, record that first \
+                 (`keygate audit checkpoint --drop-file`, or `--append NEW`)",
+                escape_controls(recorded),
+                configured.map_or(Cow::Borrowed("not set"), escape_controls),
+            );
+        }
+    }
+    let Some(configured) = configured else {
+        return Ok(());
+    };
+    let checkpoints = crate::audit_cmd::read_checkpoints(&[configured.into()])?;
+    keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints).with_context(
+        || {
+            format!(
+                "nothing was sealed: the audit log does not hold the checkpoints in {} (a \
+                 database put back from an older copy?)",
+                escape_controls(configured)
+            )
+        },
+    )?;
+    Ok(())
 }
 
 /// Shows where the vault's checkpoints are kept: the config's `[audit] checkpoint_file`

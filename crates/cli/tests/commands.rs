@@ -6235,8 +6235,9 @@ mod audit {
             out.stderr
         );
         // `keygate upgrade`, which seals them again, shows the operator what the log
-        // last recorded, and records what the config names, as told.
-        let out = kg.ok(&["upgrade", "--yes"], "");
+        // last recorded, and does not give it up (found by review: `upgrade --yes`
+        // resealed with no file); with the setting back, the log is checked against it.
+        let out = kg.fails(&["upgrade", "--yes"], "", 2);
         assert!(
             out.stdout.contains(&format!(
                 "checkpoints: kept in no file (config.toml's [audit] checkpoint_file; the seal \
@@ -6247,7 +6248,15 @@ mod audit {
             "{}",
             out.stdout
         );
-        kg.ok(&["audit", "verify"], "");
+        assert!(out.stderr.contains("nothing was sealed"), "{}", out.stderr);
+        std::fs::write(&config_path, &config).unwrap();
+        let out = kg.fails(&["upgrade", "--yes"], "", 2);
+        assert!(
+            out.stderr.contains("does not hold the checkpoints"),
+            "{}",
+            out.stderr
+        );
+        kg.fails(&["audit", "verify"], "", 1);
 
         // The genuine vault: the operator moves the checkpoints to a new file, then
         // stops keeping them; each is an audited change, and the config is followed.
@@ -6267,15 +6276,20 @@ mod audit {
             "{}",
             out.stderr
         );
+        let lines = |file: &Path| std::fs::read_to_string(file).unwrap().lines().count();
+        let in_old_file = lines(&checkpoints);
         let out = kg.ok(
             &["audit", "checkpoint", "--append", moved.to_str().unwrap()],
             "",
         );
         assert!(out.stderr.contains("in place of"), "{}", out.stderr);
+        // The old file gets the move's checkpoint too (found by review: it still
+        // anchored a copy of the database made just before the move).
+        assert_eq!(lines(&checkpoints), in_old_file + 1);
         let held = kg.ok(&["audit", "verify"], "").stdout;
         assert!(held.contains("holding all 1 checkpoint(s)"), "{held}");
         kg.ok(&["client", "unfreeze", "bot1"], "");
-        assert_eq!(std::fs::read_to_string(&moved).unwrap().lines().count(), 2);
+        assert_eq!(lines(&moved), 2);
 
         std::fs::write(&config_path, without).unwrap();
         let out = kg.fails(
@@ -6292,6 +6306,7 @@ mod audit {
         assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
         kg.fails(&["audit", "verify"], "", 2);
         kg.ok(&["audit", "checkpoint", "--drop-file"], "");
+        assert_eq!(lines(&moved), 3, "the drop's checkpoint");
         let out = kg.ok(&["audit", "verify"], "");
         assert!(
             out.stderr.contains("no checkpoint was checked"),
@@ -6317,6 +6332,101 @@ mod audit {
                 serde_json::json!({ "path": null, "from": moved }),
             ]
         );
+    }
+
+    /// Regression tests (from a review of the record above): a change made while the
+    /// setting was out of the config (taken out only for as long as a revoke took)
+    /// anchored nowhere; a routine `--append FILE` with the setting pointed at a link to
+    /// FILE recorded the link; and the file moved from still anchored a copy of the
+    /// database made just before the move.
+    #[test]
+    fn the_recorded_checkpoint_file_is_kept_whatever_the_config_says_meanwhile() {
+        let kg = Kg::with_key_file();
+        let checkpoints = kg.path("checkpoints.jsonl");
+        anchor_every_change_in(&kg, &checkpoints);
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        let config_path = kg.home().join("config.toml");
+        let config = std::fs::read_to_string(&config_path).unwrap();
+        let (without, _) = config.split_once("\n[audit]").unwrap();
+        let setting = |file: &Path| {
+            let text = format!(
+                "{without}\n[audit]\ncheckpoint_file = {:?}\n",
+                file.display().to_string()
+            );
+            std::fs::write(&config_path, text).unwrap();
+        };
+        let put_back = |copy: &Path| {
+            for suffix in ["-wal", "-shm"] {
+                let mut side = kg.db().into_os_string();
+                side.push(suffix);
+                let _ = std::fs::remove_file(side);
+            }
+            std::fs::copy(copy, kg.db()).unwrap();
+        };
+        let snapshot = |name: &str| {
+            let copy = kg.path(name);
+            db(&kg)
+                .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+                .unwrap();
+            copy
+        };
+
+        let before_revoke = snapshot("before-revoke.db");
+        std::fs::write(&config_path, without).unwrap();
+        let out = kg.ok(&["client", "revoke", "bot1"], "");
+        assert!(
+            out.stderr
+                .contains("WARNING: config.toml's [audit] checkpoint_file is not set"),
+            "{}",
+            out.stderr
+        );
+        let revoked = snapshot("revoked.db");
+        std::fs::write(&config_path, &config).unwrap();
+        put_back(&before_revoke);
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+        put_back(&revoked);
+        kg.ok(&["audit", "verify"], "");
+
+        // A routine `--append FILE`, with the setting pointed at a link to FILE.
+        let link = kg.path("link.jsonl");
+        std::os::unix::fs::symlink(&checkpoints, &link).unwrap();
+        setting(&link);
+        let out = kg.ok(
+            &[
+                "audit",
+                "checkpoint",
+                "--append",
+                checkpoints.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(!out.stderr.contains("recorded"), "{}", out.stderr);
+        let out = kg.fails(&["audit", "verify"], "", 2);
+        assert!(
+            out.stderr
+                .contains("but this vault keeps its checkpoints in"),
+            "{}",
+            out.stderr
+        );
+        std::fs::write(&config_path, &config).unwrap();
+
+        // A copy made just before a move, put back with the old setting.
+        let before_move = snapshot("before-move.db");
+        let moved = kg.path("moved.jsonl");
+        std::fs::write(&moved, "").unwrap();
+        setting(&moved);
+        kg.ok(
+            &["audit", "checkpoint", "--append", moved.to_str().unwrap()],
+            "",
+        );
+        kg.ok(&["client", "revoke", "bot2"], "");
+        std::fs::write(&config_path, &config).unwrap();
+        put_back(&before_move);
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
     }
 
     #[test]

@@ -5836,12 +5836,7 @@ mod audit {
         );
 
         // Put back, the earlier copy verifies on its own, not against the checkpoints.
-        for suffix in ["-wal", "-shm"] {
-            let mut side = kg.db().into_os_string();
-            side.push(suffix);
-            let _ = std::fs::remove_file(side);
-        }
-        std::fs::copy(&earlier, kg.db()).unwrap();
+        put_back_database(&kg, &earlier);
         // Verified without them, and told so.
         let alone = kg.ok(&["audit", "verify"], "");
         assert!(
@@ -5962,12 +5957,7 @@ mod audit {
         );
         kg.ok(&["doctor"], "");
 
-        for suffix in ["-wal", "-shm"] {
-            let mut side = kg.db().into_os_string();
-            side.push(suffix);
-            let _ = std::fs::remove_file(side);
-        }
-        std::fs::copy(&earlier, kg.db()).unwrap();
+        put_back_database(&kg, &earlier);
         assert_eq!(
             kg.status("bot1"),
             "active",
@@ -6026,6 +6016,17 @@ mod audit {
             !checkpoints.exists(),
             "a new file was started in place of the one gone"
         );
+    }
+
+    /// Puts `copy` in place of `kg`'s database, as a restore from it would: its
+    /// write-ahead log and shared-memory files go first.
+    fn put_back_database(kg: &Kg, copy: &Path) {
+        for suffix in ["-wal", "-shm"] {
+            let mut side = kg.db().into_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+        std::fs::copy(copy, kg.db()).unwrap();
     }
 
     /// Sets `[audit] checkpoint_file` to `checkpoints` in `kg`'s config, and starts the
@@ -6188,12 +6189,7 @@ mod audit {
         assert!(copied.success());
 
         // The database put back, and the setting taken out of the config.
-        for suffix in ["-wal", "-shm"] {
-            let mut side = kg.db().into_os_string();
-            side.push(suffix);
-            let _ = std::fs::remove_file(side);
-        }
-        std::fs::copy(&earlier, kg.db()).unwrap();
+        put_back_database(&kg, &earlier);
         let config_path = kg.home().join("config.toml");
         let config = std::fs::read_to_string(&config_path).unwrap();
         let (without, _) = config.split_once("\n[audit]").unwrap();
@@ -6357,14 +6353,7 @@ mod audit {
             );
             std::fs::write(&config_path, text).unwrap();
         };
-        let put_back = |copy: &Path| {
-            for suffix in ["-wal", "-shm"] {
-                let mut side = kg.db().into_os_string();
-                side.push(suffix);
-                let _ = std::fs::remove_file(side);
-            }
-            std::fs::copy(copy, kg.db()).unwrap();
-        };
+        let put_back = |copy: &Path| put_back_database(&kg, copy);
         let snapshot = |name: &str| {
             let copy = kg.path(name);
             db(&kg)

@@ -1707,6 +1707,19 @@ pub fn read_unverified(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64,
     decoded(events(store, from, limit)?)
 }
 
+/// [`read_unverified`] of the events with `from <= seq < until` alone: the events before
+/// one that does not decode, read whatever gaps lie before it (by count, a gap where
+/// events were deleted would bring the bad one into the read).
+pub fn read_unverified_before(
+    store: &Store,
+    from: u64,
+    until: u64,
+) -> Result<Vec<(u64, Event)>, Error> {
+    let mut rows = events(store, from, until.saturating_sub(from))?;
+    rows.retain(|row| row.seq < until);
+    decoded(rows)
+}
+
 /// `rows` decoded, each with its seq; a body that is not an event is tampering.
 fn decoded(rows: Vec<EventRow>) -> Result<Vec<(u64, Event)>, Error> {
     rows.into_iter()

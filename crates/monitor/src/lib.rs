@@ -15,7 +15,7 @@
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
 //! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded and that is not on its symbol list (anomaly) |
 //! | `rate_spike` | warning | a client sends more than ten times its usual rate, and more than 120 requests, in sixty seconds (anomaly) |
-//! | `admin_change` | critical for `keygate panic`, warning for a grant of withdraw or transfer (an issue or an update) and for an unfreeze, info otherwise | an operator's change |
+//! | `admin_change` | critical for `keygate panic`, warning for a change that widens what a client may do with funds or where requests go, or moves the log's checkpoints (docs/alerts.md lists them), info otherwise | an operator's change |
 //! | `events_lost` | critical | the audit writer fell so far behind that background events (reads, denials) were counted, not kept |
 //! | `log_unreadable` | critical | an event does not decode, or the log ends before the monitor's place in it |
 //!
@@ -38,7 +38,8 @@
 //! Two bounds keep the sinks useful when much happens at once. Past ten alerts of one
 //! rule and severity in a minute, the rest are logged and counted, not sent, and one
 //! summary says how many when the minute ends; critical alerts are never held back, nor
-//! are withdrawal and transfer alerts.
+//! are withdrawal and transfer alerts, nor an operator's warnings. A sink that fails an
+//! alert has it tried again, with waits growing to a minute, for ten minutes.
 //! And once asked to stop, the monitor has five seconds to read the rest of the log and
 //! deliver what is left, critical alerts first, then those no later pass raises again
 //! (raised outside the log, summaries, alerts of a rule that needs the events before
@@ -582,11 +583,12 @@ enum Target {
     /// A webhook or mailbox of the settings.
     Sink(Sink),
     /// For tests: takes every alert, and notes each once `took` has passed, in the
-    /// monitor's time, unless it `fails` (then it says so at that time).
+    /// monitor's time, unless it fails (then it says so at that time): it fails as many
+    /// tries as `failures` says are left (`usize::MAX`: every one).
     #[cfg(test)]
     Recorder {
         took: Duration,
-        fails: bool,
+        failures: Arc<std::sync::atomic::AtomicUsize>,
         delivered: Arc<std::sync::Mutex<Vec<Alert>>>,
     },
 }
@@ -614,11 +616,22 @@ impl Target {
             #[cfg(test)]
             Target::Recorder {
                 took,
-                fails,
+                failures,
                 delivered,
             } => {
                 tokio::time::sleep(*took).await;
-                if !*fails {
+                let fails = failures
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |left| match left {
+                            0 => None,
+                            usize::MAX => Some(usize::MAX),
+                            left => Some(left - 1),
+                        },
+                    )
+                    .is_ok();
+                if !fails {
                     delivered
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -626,7 +639,7 @@ impl Target {
                 }
                 Delivery {
                     destination: "recorder".into(),
-                    result: if *fails {
+                    result: if fails {
                         Err(Error::WebhookNotDelivered {
                             destination: "recorder".into(),
                             cause: "refused".into(),
@@ -686,6 +699,17 @@ const MAX_LANE_CRITICAL: usize = 10 * MAX_LANE_BACKLOG;
 /// How long, once the monitor stops, a lane's delivery in progress may take to end before
 /// it is cut short and goes again with the rest.
 const LANE_STOP_GRACE: Duration = Duration::from_secs(1);
+/// How long a lane keeps trying an alert its target did not take (each try being the
+/// sink's three attempts), before it gives the alert up for that target: a receiver down
+/// for a few seconds must not cost the one alert that tells of a leaked key (found by
+/// review: it was given up after the first try's three attempts, four seconds).
+const LANE_RETRY_FOR: Duration = Duration::from_secs(600);
+/// The wait after a try that failed, doubled for each failure in a row up to
+/// [`LANE_RETRY_MAX_WAIT`]: a target that is down is not hammered, one that is back is
+/// soon used again.
+const LANE_RETRY_FIRST_WAIT: Duration = Duration::from_secs(5);
+/// The longest wait between two tries of a lane.
+const LANE_RETRY_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// One target's deliveries while the monitor runs: a task of its own that takes its
 /// alerts in their order, so that a target that is slow or down holds back neither the
@@ -697,14 +721,23 @@ struct Lane {
 
 #[derive(Default)]
 struct LaneState {
-    /// Waiting for the target, oldest first.
-    backlog: std::sync::Mutex<std::collections::VecDeque<Arc<Pending>>>,
+    /// Waiting for the target, in the order they go.
+    backlog: std::sync::Mutex<std::collections::VecDeque<Queued>>,
     /// Being delivered.
     in_flight: std::sync::Mutex<Option<Arc<Pending>>>,
     /// Told when an alert is queued.
     wake: tokio::sync::Notify,
+    /// Told when the monitor stops, to cut a wait between tries short.
+    stopping: tokio::sync::Notify,
     /// Set when the monitor stops: the task ends after the delivery in progress.
     closing: std::sync::atomic::AtomicBool,
+}
+
+/// An alert waiting in a lane.
+struct Queued {
+    pending: Arc<Pending>,
+    /// Since when the lane's target has failed to take it, if it has.
+    failing_since: Option<Instant>,
 }
 
 fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -720,25 +753,62 @@ impl Lane {
         let task = tokio::spawn({
             let (outlet, state, metrics) = (Arc::clone(outlet), state.clone(), metrics.clone());
             async move {
-                while !state.closing.load(std::sync::atomic::Ordering::Acquire) {
+                let closing = || state.closing.load(std::sync::atomic::Ordering::Acquire);
+                let mut failures_in_a_row = 0_u32;
+                while !closing() {
                     let next = locked(&state.backlog).pop_front();
-                    let Some(pending) = next else {
+                    let Some(queued) = next else {
                         state.wake.notified().await;
                         continue;
                     };
-                    *locked(&state.in_flight) = Some(Arc::clone(&pending));
+                    *locked(&state.in_flight) = Some(Arc::clone(&queued.pending));
                     let target = &outlet.targets[index];
-                    let delivery = target.deliver(&outlet.http, &pending.alert).await;
+                    let delivery = target.deliver(&outlet.http, &queued.pending.alert).await;
                     *locked(&state.in_flight) = None;
-                    if delivery.result.is_err()
-                        && state.closing.load(std::sync::atomic::Ordering::Acquire)
-                    {
+                    if delivery.result.is_ok() {
+                        failures_in_a_row = 0;
+                        continue;
+                    }
+                    if closing() {
                         // Failed in the stop's grace: tried again in the drain, and
                         // counted there if it fails again.
-                        locked(&state.backlog).push_front(pending);
+                        locked(&state.backlog).push_front(queued);
                         break;
                     }
                     metrics.delivered(std::slice::from_ref(&delivery));
+                    let since = queued.failing_since.unwrap_or_else(Instant::now);
+                    if since.elapsed() < LANE_RETRY_FOR {
+                        // Behind the others of its class: one alert a receiver refuses
+                        // for good holds none of them back.
+                        let again = Queued {
+                            pending: queued.pending,
+                            failing_since: Some(since),
+                        };
+                        if let Some(dropped) = insert_by_class(&state, again) {
+                            tracing::error!(
+                                sink = %delivery.destination,
+                                rule = dropped.alert.rule.as_str(),
+                                "too many alerts wait for this sink: one is dropped for it"
+                            );
+                            metrics.not_delivered(delivery.destination);
+                        }
+                    } else {
+                        tracing::error!(
+                            sink = %delivery.destination,
+                            rule = queued.pending.alert.rule.as_str(),
+                            event_seq = queued.pending.alert.event_seq,
+                            "alert given up for this sink after ten minutes of tries; \
+                             serve's log has it"
+                        );
+                    }
+                    failures_in_a_row = failures_in_a_row.saturating_add(1);
+                    let wait = LANE_RETRY_FIRST_WAIT
+                        .saturating_mul(1 << (failures_in_a_row - 1).min(4))
+                        .min(LANE_RETRY_MAX_WAIT);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = state.stopping.notified() => {}
+                    }
                 }
             }
         });
@@ -751,35 +821,13 @@ impl Lane {
     /// backlog was full and an alert was dropped: the oldest of the lowest class waiting,
     /// or this one.
     fn push(&self, pending: Arc<Pending>) -> Option<Arc<Pending>> {
-        let mut backlog = locked(&self.state.backlog);
-        let mut dropped = None;
-        if backlog.len() >= MAX_LANE_CRITICAL {
-            return Some(pending);
-        }
-        let class = |p: &Arc<Pending>| keep_class(&p.alert);
-        let critical = CRITICAL_CLASS;
-        if backlog.len() >= MAX_LANE_BACKLOG {
-            // Waiting in their class's order: the first of the lowest class is its oldest.
-            let lowest = backlog
-                .iter()
-                .enumerate()
-                .filter(|(_, waiting)| class(waiting) < critical)
-                .min_by_key(|&(at, waiting)| (class(waiting), at))
-                .map(|(at, _)| at);
-            match lowest {
-                Some(at) if class(&backlog[at]) <= class(&pending) => {
-                    dropped = backlog.remove(at);
-                }
-                _ if class(&pending) < critical => return Some(pending),
-                _ => {}
-            }
-        }
-        let at = backlog
-            .iter()
-            .position(|waiting| class(waiting) < class(&pending))
-            .unwrap_or(backlog.len());
-        backlog.insert(at, pending);
-        drop(backlog);
+        let dropped = insert_by_class(
+            &self.state,
+            Queued {
+                pending,
+                failing_since: None,
+            },
+        );
         self.state.wake.notify_one();
         dropped
     }
@@ -790,7 +838,7 @@ impl Lane {
         let in_flight = locked(&self.state.in_flight).as_ref().and_then(|p| p.again);
         let waiting = locked(&self.state.backlog)
             .iter()
-            .filter_map(|p| p.again)
+            .filter_map(|q| q.pending.again)
             .min();
         in_flight.into_iter().chain(waiting).min()
     }
@@ -803,6 +851,7 @@ impl Lane {
             .closing
             .store(true, std::sync::atomic::Ordering::Release);
         self.state.wake.notify_one();
+        self.state.stopping.notify_one();
         if tokio::time::timeout_at(deadline, &mut self.task)
             .await
             .is_err()
@@ -813,8 +862,46 @@ impl Lane {
         }
         let in_flight = locked(&self.state.in_flight).take();
         let backlog = std::mem::take(&mut *locked(&self.state.backlog));
-        in_flight.into_iter().chain(backlog).collect()
+        in_flight
+            .into_iter()
+            .chain(backlog.into_iter().map(|q| q.pending))
+            .collect()
     }
+}
+
+/// Queues `queued` in `state`'s backlog, behind those of its [`keep_class`] and above,
+/// ahead of those below. `Some(dropped)` when the backlog was full and an alert was
+/// dropped: the oldest of the lowest class waiting, or this one.
+fn insert_by_class(state: &LaneState, queued: Queued) -> Option<Arc<Pending>> {
+    let mut backlog = locked(&state.backlog);
+    if backlog.len() >= MAX_LANE_CRITICAL {
+        return Some(queued.pending);
+    }
+    let class = |q: &Queued| keep_class(&q.pending.alert);
+    let critical = CRITICAL_CLASS;
+    let mut dropped = None;
+    if backlog.len() >= MAX_LANE_BACKLOG {
+        // Waiting in their class's order: the first of the lowest class is its oldest.
+        let lowest = backlog
+            .iter()
+            .enumerate()
+            .filter(|(_, waiting)| class(waiting) < critical)
+            .min_by_key(|&(at, waiting)| (class(waiting), at))
+            .map(|(at, _)| at);
+        match lowest {
+            Some(at) if class(&backlog[at]) <= class(&queued) => {
+                dropped = backlog.remove(at).map(|q| q.pending);
+            }
+            _ if class(&queued) < critical => return Some(queued.pending),
+            _ => {}
+        }
+    }
+    let at = backlog
+        .iter()
+        .position(|waiting| class(waiting) < class(&queued))
+        .unwrap_or(backlog.len());
+    backlog.insert(at, queued);
+    dropped
 }
 
 /// What became of the alerts still to go when the monitor stopped.
@@ -1103,12 +1190,11 @@ impl Follower {
             Ok(page) => page,
             Err(keygate_audit::Error::Tampered { seq, reason }) => {
                 // The events before the unreadable one read well: they count as ever. Read
-                // by seq, not by count, since a gap before it would bring it back.
-                let before = seq.saturating_sub(self.cursor + 1);
-                if let Ok(mut readable) =
-                    keygate_audit::read_unverified(&self.store, self.cursor + 1, before)
+                // by seq, not by count, since a gap before it would bring it back (found
+                // by review: it did, and they raised nothing).
+                if let Ok(readable) =
+                    keygate_audit::read_unverified_before(&self.store, self.cursor + 1, seq)
                 {
-                    readable.retain(|(at, _)| *at < seq);
                     self.evaluate(&readable);
                 }
                 let alert = Alert {
@@ -1460,10 +1546,15 @@ mod tests {
     /// A target that takes each alert once `took` has passed, or then refuses it if
     /// `fails`; and what it took.
     fn recorder(took: Duration, fails: bool) -> (Target, Arc<Mutex<Vec<Alert>>>) {
+        recorder_failing(took, if fails { usize::MAX } else { 0 })
+    }
+
+    /// As [`recorder`], failing the first `tries` tries.
+    fn recorder_failing(took: Duration, tries: usize) -> (Target, Arc<Mutex<Vec<Alert>>>) {
         let delivered = Arc::new(Mutex::new(Vec::new()));
         let target = Target::Recorder {
             took,
-            fails,
+            failures: Arc::new(std::sync::atomic::AtomicUsize::new(tries)),
             delivered: Arc::clone(&delivered),
         };
         (target, delivered)
@@ -1987,5 +2078,87 @@ mod tests {
             );
             assert_eq!((drained.undelivered, drained.cursor), (0, 4), "{case}");
         }
+    }
+
+    /// Found by review: a target that failed an alert's try (its three attempts, four
+    /// seconds) lost the alert for good while serve ran, though a receiver down for a
+    /// few seconds was all it took. The lane tries it again, waiting longer each time,
+    /// for ten minutes, and holds the monitor's place before its event meanwhile.
+    #[test]
+    fn an_alert_a_target_failed_is_tried_again_until_it_takes_it() {
+        paused().block_on(async {
+            let (target, delivered) = recorder_failing(Duration::from_millis(10), 3);
+            let outlet = Arc::new(Outlet {
+                http: sink::http_client().unwrap(),
+                targets: vec![target],
+            });
+            let metrics = Arc::new(Metrics::after(0));
+            let lane = Lane::start(&outlet, 0, &metrics);
+            lane.push(waiting(Severity::Critical, AlertRule::Withdrawal, 7));
+            lane.push(waiting(Severity::Warning, AlertRule::Replay, 8));
+            // Three failures in a row: waits of 5, 10 and 20 seconds follow them.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            assert!(taken(&delivered).is_empty());
+            assert_eq!(lane.first_event_waiting(), Some(7));
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let events: Vec<u64> = taken(&delivered).iter().map(|a| a.event_seq).collect();
+            assert_eq!(
+                events,
+                [7, 8],
+                "the critical one first, once the target is back"
+            );
+            assert_eq!(lane.first_event_waiting(), None);
+            assert!(lane.stop(Instant::now()).await.is_empty());
+
+            // One the target never takes is given up after ten minutes of tries.
+            let (target, delivered) = recorder(Duration::from_millis(10), true);
+            let outlet = Arc::new(Outlet {
+                http: sink::http_client().unwrap(),
+                targets: vec![target],
+            });
+            let lane = Lane::start(&outlet, 0, &metrics);
+            lane.push(waiting(Severity::Critical, AlertRule::Withdrawal, 9));
+            tokio::time::sleep(LANE_RETRY_FOR - Duration::from_secs(60)).await;
+            assert_eq!(lane.first_event_waiting(), Some(9));
+            tokio::time::sleep(Duration::from_secs(180)).await;
+            assert_eq!(lane.first_event_waiting(), None);
+            assert!(taken(&delivered).is_empty());
+            assert!(lane.stop(Instant::now()).await.is_empty());
+        });
+    }
+
+    /// Found by review: a gap before an event that does not decode (events deleted, one
+    /// edited) brought that event into the read of the events before it, and those, which
+    /// read well, raised nothing.
+    #[test]
+    fn the_events_before_an_unreadable_one_are_alerted_across_a_gap() {
+        use {AlertRule::*, Severity::*};
+        let events = (0..6).map(|i| admin(1_000 + i, "vault.panic")).collect();
+        let (_dir, db) = log_of(events);
+        Store::open(&db)
+            .unwrap()
+            .connection()
+            .execute_batch(
+                "DELETE FROM events WHERE seq = 2; UPDATE events SET body = 'x' WHERE seq = 5",
+            )
+            .unwrap();
+        let (target, delivered) = recorder(Duration::ZERO, false);
+        let Started { follower, stop, .. } = start(&db, vec![target]);
+        run_for(follower, &stop, Duration::from_secs(1));
+        let mut got: Vec<(Severity, AlertRule, u64)> = taken(&delivered)
+            .iter()
+            .map(|a| (a.severity, a.rule, a.event_seq))
+            .collect();
+        got.sort_by_key(|&(_, _, seq)| seq);
+        assert_eq!(
+            got,
+            [
+                (Critical, AdminChange, 1),
+                (Critical, AdminChange, 3),
+                (Critical, AdminChange, 4),
+                (Critical, LogUnreadable, 5),
+                (Critical, AdminChange, 6),
+            ]
+        );
     }
 }

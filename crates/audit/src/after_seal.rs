@@ -329,6 +329,7 @@ mod tests {
         Event {
             ts_ms: 1,
             body: EventBody::Lost(LostEvents {
+                funds_denied: Default::default(),
                 count: 1,
                 first_ms: 1,
                 last_ms: 1,

@@ -91,6 +91,7 @@ const CSV_COLUMNS: &[&str] = &[
     "lost_clients",
     "lost_outcomes",
     "forwarded_by",
+    "lost_funds_denied",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -181,6 +182,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("lost_last_ms", l.last_ms.to_string());
             set("lost_clients", json_value(&l.clients));
             set("lost_outcomes", l.outcomes.join(" "));
+            set("lost_funds_denied", json_value(&l.funds_denied));
         }
     }
     row.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
@@ -425,6 +427,7 @@ mod tests {
             interrupted: true,
         };
         let lost = LostEvents {
+            funds_denied: Default::default(),
             count: 2,
             first_ms: 1,
             last_ms: 2,

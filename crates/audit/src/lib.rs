@@ -72,7 +72,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use keygate_core::{Event, EventBody, LostEvents};
+use keygate_core::{ActionKind, Event, EventBody, LostEvents};
 use keygate_store::{EventRow, Store};
 use keygate_vault::{MasterKey, SecretBytes};
 use sha2::{Digest, Sha256};
@@ -450,21 +450,36 @@ fn count_lost(lost: &mut Option<LostEvents>, event: &Event) -> bool {
         last_ms: event.ts_ms,
         clients: BTreeMap::new(),
         outcomes: Vec::new(),
+        funds_denied: BTreeMap::new(),
     });
     lost.count += 1;
-    if let EventBody::Outcome(outcome) = &event.body {
-        if lost.outcomes.len() < LostEvents::MAX_OUTCOMES {
+    match &event.body {
+        EventBody::Outcome(outcome) if lost.outcomes.len() < LostEvents::MAX_OUTCOMES => {
             lost.outcomes.push(outcome.request_id.clone());
         }
+        EventBody::Request(request)
+            if !request.allowed
+                && matches!(request.action, ActionKind::Withdraw | ActionKind::Transfer) =>
+        {
+            if let Some(holder) = request.client.as_ref().or(request.key_of.as_ref()) {
+                count_by_client(&mut lost.funds_denied, holder, 1);
+            }
+        }
+        _ => {}
     }
     lost.first_ms = lost.first_ms.min(event.ts_ms);
     lost.last_ms = lost.last_ms.max(event.ts_ms);
     if let Some(client) = event.client() {
-        if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(client) {
-            *lost.clients.entry(client.to_owned()).or_default() += 1;
-        }
+        count_by_client(&mut lost.clients, client, 1);
     }
     first
+}
+
+/// Adds `n` to `client`'s count in `counts`, which names [`MAX_LOST_CLIENTS`] at most.
+fn count_by_client(counts: &mut BTreeMap<String, u64>, client: &str, n: u64) {
+    if counts.len() < MAX_LOST_CLIENTS || counts.contains_key(client) {
+        *counts.entry(client.to_owned()).or_default() += n;
+    }
 }
 
 /// Adds the counts of `other` to `lost`.
@@ -477,9 +492,10 @@ fn merge_lost(lost: &mut Option<LostEvents>, other: LostEvents) {
     lost.first_ms = lost.first_ms.min(other.first_ms);
     lost.last_ms = lost.last_ms.max(other.last_ms);
     for (client, n) in other.clients {
-        if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(&client) {
-            *lost.clients.entry(client).or_default() += n;
-        }
+        count_by_client(&mut lost.clients, &client, n);
+    }
+    for (holder, n) in other.funds_denied {
+        count_by_client(&mut lost.funds_denied, &holder, n);
     }
     let room = LostEvents::MAX_OUTCOMES.saturating_sub(lost.outcomes.len());
     lost.outcomes.extend(other.outcomes.into_iter().take(room));
@@ -1936,6 +1952,7 @@ mod tests {
         let lost = Event {
             ts_ms: now_ms(),
             body: EventBody::Lost(LostEvents {
+                funds_denied: Default::default(),
                 count: 1,
                 first_ms: 1,
                 last_ms: 2,
@@ -2679,6 +2696,58 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Found by review: a frozen key's denied withdrawals, refused before they could be
+    /// the client's own and so queued with requests without a valid key, were lost in a
+    /// flood of those and counted with them. They are counted by the key they presented.
+    #[test]
+    fn lost_denials_of_funds_movements_are_counted_by_the_key_they_presented() {
+        let request = |action, allowed, key_of: &str| Event {
+            ts_ms: 1,
+            body: EventBody::Request(keygate_core::RequestEvent {
+                request_id: "r".into(),
+                exchange: "binance".into(),
+                client: None,
+                key_of: Some(key_of.into()),
+                account: None,
+                source_ip: "192.0.2.1".into(),
+                method: "POST".into(),
+                path: "/sapi/v1/capital/withdraw/apply".into(),
+                action,
+                symbol: None,
+                side: None,
+                client_order_id: None,
+                notional: None,
+                amount: None,
+                asset: None,
+                destination: None,
+                network: None,
+                allowed,
+                rule: (!allowed).then_some(keygate_core::Rule::Frozen),
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: keygate_core::Outcome::NotForwarded,
+                validates_only: false,
+                previous_key: false,
+                forwarded_by: None,
+                places_no_order: false,
+                orders: Vec::new(),
+                terms: None,
+            }),
+        };
+        let mut lost = None;
+        count_lost(&mut lost, &request(ActionKind::Withdraw, false, "bot9"));
+        count_lost(&mut lost, &request(ActionKind::Transfer, false, "bot9"));
+        count_lost(&mut lost, &request(ActionKind::Trade, false, "bot9"));
+        count_lost(&mut lost, &request(ActionKind::Withdraw, true, "bot8"));
+        let mut merged = None;
+        merge_lost(&mut merged, lost.clone().unwrap());
+        merge_lost(&mut merged, lost.unwrap());
+        let merged = merged.unwrap();
+        assert_eq!(merged.count, 8);
+        assert_eq!(merged.funds_denied, [("bot9".to_owned(), 4)].into());
     }
 
     #[test]

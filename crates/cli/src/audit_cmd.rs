@@ -834,13 +834,28 @@ fn event_line(seq: u64, event: &Event) -> String {
                 a.actor, a.change, a.target
             )
         }
-        EventBody::Lost(l) => format!(
-            "#{seq} {time} lost {} background event(s) between {} and {}: the audit writer \
-             fell behind or could not write them",
-            l.count,
-            rfc3339(l.first_ms),
-            rfc3339(l.last_ms)
-        ),
+        EventBody::Lost(l) => {
+            let denied: Vec<String> = l
+                .funds_denied
+                .iter()
+                .map(|(holder, n)| format!("{holder} {n}"))
+                .collect();
+            let denied = if denied.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; withdrawals or transfers denied among them, by key: {}",
+                    denied.join(", ")
+                )
+            };
+            format!(
+                "#{seq} {time} lost {} background event(s) between {} and {}: the audit writer \
+                 fell behind or could not write them{denied}",
+                l.count,
+                rfc3339(l.first_ms),
+                rfc3339(l.last_ms)
+            )
+        }
     }
 }
 

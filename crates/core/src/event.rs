@@ -273,6 +273,13 @@ pub struct LostEvents {
     /// not recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<String>,
+    /// How many of them were withdrawals or transfers denied, by the client whose key
+    /// they presented (whether or not their signature verified): someone holding that
+    /// key tried to move funds, which the monitor alerts however the loss is quieted
+    /// (found by review: a flood of requests without a valid key hid a frozen key's
+    /// denied withdrawals in the count).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub funds_denied: BTreeMap<String, u64>,
 }
 
 impl LostEvents {

@@ -411,6 +411,26 @@ impl Rules {
                         None,
                     );
                 }
+                // Someone holding a client's key tried to move funds: told as a denied
+                // withdrawal is, once per quiet period of that key's, whatever quiets the
+                // loss itself.
+                for (holder, n) in &lost.funds_denied {
+                    let quiet_key = format!("lost {holder}");
+                    if self.is_due(AlertRule::Withdrawal, &quiet_key, event.ts_ms) {
+                        raise(
+                            Severity::Critical,
+                            AlertRule::Withdrawal,
+                            format!(
+                                "{n} withdrawal(s) or transfer(s) presenting the key of client \
+                                 {} were denied, and counted, not kept (the audit log fell \
+                                 behind): someone holding that key tried to move funds; \
+                                 `keygate alerts list` cannot show them",
+                                named(holder)
+                            ),
+                            None,
+                        );
+                    }
+                }
                 // A stall or a flood writes a record every batch: one alert per quiet
                 // period, and per client whose events were lost, so that a flood of
                 // requests without a valid key does not quiet the loss of a client's own
@@ -1673,6 +1693,7 @@ mod tests {
         let lost = Event {
             ts_ms: 8_000,
             body: EventBody::Lost(keygate_core::LostEvents {
+                funds_denied: Default::default(),
                 count: 3,
                 first_ms: 7_500,
                 last_ms: 8_000,
@@ -1711,6 +1732,7 @@ mod tests {
         let lost_outcomes = |ts_ms: u64, ids: usize, prefix: &str| Event {
             ts_ms,
             body: EventBody::Lost(keygate_core::LostEvents {
+                funds_denied: Default::default(),
                 count: ids as u64,
                 first_ms: ts_ms - 500,
                 last_ms: ts_ms,
@@ -2799,6 +2821,7 @@ mod tests {
         let lost = |ts_ms| Event {
             ts_ms,
             body: EventBody::Lost(keygate_core::LostEvents {
+                funds_denied: Default::default(),
                 count: 1234,
                 first_ms: 5,
                 last_ms: ts_ms,
@@ -2834,6 +2857,7 @@ mod tests {
         let of = |ts_ms, clients: &[&str]| Event {
             ts_ms,
             body: EventBody::Lost(keygate_core::LostEvents {
+                funds_denied: Default::default(),
                 count: 10,
                 first_ms: 5,
                 last_ms: ts_ms,
@@ -2846,6 +2870,44 @@ mod tests {
         assert_eq!(rules.evaluate(3, &of(30, &["bot1"])).len(), 1);
         assert!(rules.evaluate(4, &of(40, &["bot1"])).is_empty());
         assert_eq!(rules.evaluate(5, &of(50, &["bot1", "bot2"])).len(), 1);
+
+        // Found by review: a frozen key's denied withdrawals, refused before they could
+        // be the client's own, lost in a flood of requests without a valid key, were
+        // told only as a loss, quieted with the rest. Each key's are told as withdrawals.
+        let mut rules = Rules::new(Thresholds::default());
+        let denied = |ts_ms, holder: &str| Event {
+            ts_ms,
+            body: EventBody::Lost(keygate_core::LostEvents {
+                funds_denied: [(holder.to_owned(), 3)].into(),
+                count: 500,
+                first_ms: 5,
+                last_ms: ts_ms,
+                clients: Default::default(),
+                outcomes: Vec::new(),
+            }),
+        };
+        let alerts = rules.evaluate(6, &denied(10, "bot1"));
+        assert_eq!(
+            rules_of(&alerts),
+            [
+                (Severity::Critical, AlertRule::Withdrawal),
+                (Severity::Critical, AlertRule::EventsLost)
+            ]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .starts_with("3 withdrawal(s) or transfer(s) presenting the key of client bot1"),
+            "{}",
+            alerts[0].summary
+        );
+        // The loss is quiet now; another key's attempts are not.
+        let alerts = rules.evaluate(7, &denied(20, "bot2"));
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+        assert!(rules.evaluate(8, &denied(30, "bot1")).is_empty());
     }
 
     /// What the monitor relies on when it stops with alerts undelivered: it keeps its
@@ -2899,6 +2961,7 @@ mod tests {
             Event {
                 ts_ms: 12_000,
                 body: EventBody::Lost(keygate_core::LostEvents {
+                    funds_denied: Default::default(),
                     count: 7,
                     first_ms: 11_500,
                     last_ms: 12_000,

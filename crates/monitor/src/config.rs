@@ -53,9 +53,10 @@ pub struct AlertsConfig {
 pub struct EmailConfig {
     /// The mail server, `HOST:PORT`.
     pub server: String,
-    /// `starttls` (default), `tls`, or `none` (a loopback server only).
-    #[serde(default)]
-    pub security: SmtpSecurity,
+    /// `starttls`, `tls`, or `none` (a loopback server only); by default `tls` on port
+    /// 465, where the server expects it, and `starttls` elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SmtpSecurity>,
     /// The sender.
     pub from: String,
     /// The recipients.
@@ -160,7 +161,13 @@ impl AlertsConfig {
             };
             sinks.push(Sink::Email(Email::new(EmailSettings {
                 server: &email.server,
-                security: email.security,
+                security: email.security.unwrap_or_else(|| {
+                    if email.server.ends_with(":465") {
+                        SmtpSecurity::Tls
+                    } else {
+                        SmtpSecurity::Starttls
+                    }
+                }),
                 from: &email.from,
                 to: &email.to,
                 credentials,
@@ -199,5 +206,38 @@ mod tests {
             let refused = with(typo).thresholds().unwrap_err().to_string();
             assert!(refused.contains("quiet_period"), "{typo}: {refused}");
         }
+    }
+
+    /// Found by review: the default was STARTTLS whatever the port, the weaker of the
+    /// two; on 465, where the server speaks TLS from the first byte, it is TLS.
+    #[test]
+    fn an_email_sink_on_port_465_speaks_tls_unless_told_otherwise() {
+        let security = |server: &str, security: Option<SmtpSecurity>| {
+            let config = AlertsConfig {
+                emails: vec![EmailConfig {
+                    server: server.to_owned(),
+                    security,
+                    from: "keygate@example.com".into(),
+                    to: vec!["oncall@example.com".into()],
+                    username: None,
+                    password_file: None,
+                    min_severity: None,
+                }],
+                ..AlertsConfig::default()
+            };
+            match &config.settings().unwrap().sinks[..] {
+                [Sink::Email(email)] => email.security(),
+                _ => panic!("one email sink"),
+            }
+        };
+        assert_eq!(security("smtp.example.com:465", None), SmtpSecurity::Tls);
+        assert_eq!(
+            security("smtp.example.com:587", None),
+            SmtpSecurity::Starttls
+        );
+        assert_eq!(
+            security("smtp.example.com:465", Some(SmtpSecurity::Starttls)),
+            SmtpSecurity::Starttls
+        );
     }
 }

@@ -504,7 +504,7 @@ mod tests {
         let config = AlertsConfig {
             emails: vec![EmailConfig {
                 server: silent.local_addr().unwrap().to_string(),
-                security: SmtpSecurity::None,
+                security: Some(SmtpSecurity::None),
                 from: "keygate@example.com".into(),
                 to: vec!["oncall@example.com".into()],
                 username: None,

@@ -433,7 +433,7 @@ fn settings_refuse_what_a_careful_operator_would_not_mean() {
     let plaintext_afar = AlertsConfig {
         emails: vec![EmailConfig {
             server: "mail.example.com:25".into(),
-            security: SmtpSecurity::None,
+            security: Some(SmtpSecurity::None),
             from: "keygate@example.com".into(),
             to: vec!["oncall@example.com".into()],
             username: None,
@@ -459,7 +459,7 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let email = |server: String| EmailConfig {
         server,
-        security: SmtpSecurity::None,
+        security: Some(SmtpSecurity::None),
         from: "keygate@example.com".into(),
         to: vec!["oncall@example.com".into(), "second@example.com".into()],
         username: Some("keygate".into()),

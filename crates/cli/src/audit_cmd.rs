@@ -176,6 +176,11 @@ pub(crate) fn checkpoint_files(
         .checkpoint_file()
         .context("reading the checkpoint file the vault records")?;
     if let Some(recorded) = recorded {
+        // Compared as paths, as where changes anchor is chosen (`//` and `/./` are no
+        // other file), and shown escaped.
+        let differs = configured
+            .as_deref()
+            .map(|path| path != Path::new(&recorded));
         let recorded = escape_controls(&recorded).into_owned();
         let config = vault.home.config_path();
         match &configured {
@@ -187,7 +192,7 @@ pub(crate) fn checkpoint_files(
                  checkpoints, `keygate audit checkpoint --drop-file` records that",
                 config.display(),
             ),
-            Some(path) if escape_controls(&path.display().to_string()) != recorded => {
+            Some(path) if differs == Some(true) => {
                 anyhow::bail!(
                     "{}'s [audit] checkpoint_file is {}, but this vault keeps its checkpoints in \
                  {recorded} (recorded in its audit log, and sealed): an older copy of that \
@@ -642,7 +647,9 @@ fn configured_file_to_record(vault: &Unlocked, path: &Path) -> anyhow::Result<Op
         .checkpoint_file()
         .context("reading the checkpoint file the vault records")?;
     let configured = configured.to_str().map(str::to_owned);
-    Ok(configured.filter(|c| Path::new(c) == given && recorded.as_ref() != Some(c)))
+    Ok(configured.filter(|c| {
+        Path::new(c) == given && recorded.as_deref().map(Path::new) != Some(Path::new(c))
+    }))
 }
 
 /// Records `configured` as the file the vault's checkpoints are kept in, an audited

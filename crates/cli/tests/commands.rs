@@ -1239,6 +1239,25 @@ mod init {
         };
         let kg = Kg::with_key_file();
         let parent = kg.home().parent().unwrap().to_owned();
+        // A `..` leads back out of a directory others may write: the home is not below
+        // it (found by review: refused for it).
+        let wide_open = parent.join("wide-open");
+        std::fs::create_dir(&wide_open).unwrap();
+        chmod(&wide_open, 0o777);
+        let through = wide_open.join("..").join(kg.home().file_name().unwrap());
+        let listed = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(&through)
+            .args(["account", "list"])
+            .env("HOME", kg.dir.path())
+            .env_remove("KEYGATE_HOME")
+            .output()
+            .unwrap();
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
         let parent_mode = std::fs::metadata(&parent).unwrap().permissions().mode() & 0o7777;
         chmod(&parent, 0o777);
         let refused = kg.fails(&["account", "list"], "", 2);
@@ -6416,6 +6435,38 @@ mod audit {
         put_back(&before_move);
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    }
+
+    /// A regression test (from a review): the record of the checkpoint file put back by
+    /// hand with `sqlite3`, which stores it as text, made every change fail, `keygate
+    /// panic` included; one that does not read at all must not block `panic` either.
+    #[test]
+    fn a_checkpoint_file_record_stored_as_text_or_unreadable_blocks_no_change() {
+        let kg = Kg::with_key_file();
+        let checkpoints = kg.path("checkpoints.jsonl");
+        anchor_every_change_in(&kg, &checkpoints);
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        db(&kg)
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'checkpoint_file'",
+                [checkpoints.to_str().unwrap()],
+            )
+            .unwrap();
+        kg.ok(&["audit", "verify"], "");
+        kg.ok(&["client", "revoke", "bot1"], "");
+        db(&kg)
+            .execute(
+                "UPDATE meta SET value = x'ff' WHERE key = 'checkpoint_file'",
+                [],
+            )
+            .unwrap();
+        let out = kg.ok(&["panic"], "");
+        assert!(out.stdout.contains("froze"), "{out:#?}");
+        assert_eq!(kg.status("bot2"), "frozen");
+        let out = kg.fails(&["audit", "verify"], "", 2);
+        assert!(out.stderr.contains("not UTF-8"), "{}", out.stderr);
     }
 
     #[test]

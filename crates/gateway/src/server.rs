@@ -200,7 +200,7 @@ impl ConnectionLimits {
     /// How many connections the addresses no client may call from hold at most, all
     /// together.
     fn strangers_share(&self) -> usize {
-        self.total / 2
+        (self.total / 2).max(1)
     }
 }
 

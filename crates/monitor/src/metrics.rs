@@ -261,7 +261,7 @@ impl Metrics {
             &mut out,
             "keygate_alert_delivery_failures_total",
             "counter",
-            "Alerts a sink did not take after every attempt, by sink (its host only).",
+            "Tries at an alert a sink did not take (each of its attempts failed), and alerts dropped for it unsent, by sink (its host only).",
         );
         for (sink, n) in &c.failed_deliveries {
             sample(

@@ -739,9 +739,14 @@ impl Store {
 
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        // Text too, as a value put back by hand with `sqlite3` is stored (found by
+        // review: one such row made every command that read it fail, `panic` included).
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
-                r.get::<_, Vec<u8>>(0)
+                r.get_ref(0)?
+                    .as_bytes()
+                    .map(<[u8]>::to_vec)
+                    .map_err(rusqlite::Error::from)
             })
             .optional()
             .map_err(|e| self.sql(e))

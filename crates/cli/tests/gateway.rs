@@ -644,6 +644,74 @@ fn home_alerting_a_webhook(
     (home, receiver)
 }
 
+/// Found by review: the simulator could not place an order and answer it as Binance
+/// does when its matching engine times out (503, -1007, "execution status unknown"), so
+/// keygate's handling of that answer was tested against an exchange that placed nothing.
+/// Placed and so answered: the bot gets the exchange's answer, the log says the outcome
+/// is unknown, and reconciliation knows the order by the client's own id.
+#[test]
+fn an_order_placed_but_answered_execution_unknown_is_known_to_reconciliation() {
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let (mut home, _receiver) = home_alerting_a_webhook(&runtime, &exchange.url());
+    let issued: Value = home.issue("trader", &["--scope", "read,trade", "--symbols", "BTCUSDT"]);
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    let serve = Serve::start(&home.kg);
+    let gateway = format!("http://{}/binance", serve.addr);
+    exchange
+        .simulator()
+        .answer_unknown_after_execution("/api/v3/order");
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &gateway,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000&newClientOrderId=bot-unknown-1",
+        key,
+        secret,
+    );
+    assert_eq!((status, &body["code"]), (503, &json!(-1007)), "{body}");
+    let (status, open) = signed(
+        reqwest::Method::GET,
+        &gateway,
+        "/api/v3/openOrders",
+        "symbol=BTCUSDT",
+        key,
+        secret,
+    );
+    assert_eq!(status, 200, "{open}");
+    assert_eq!(
+        open[0]["clientOrderId"], "bot-unknown-1",
+        "placed all the same: {open}"
+    );
+    let outcomes = || -> Vec<Value> {
+        home.kg
+            .ok(&["audit", "query", "--json"], "")
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["type"] == "outcome")
+            .collect()
+    };
+    // Written in the audit writer's next batch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outcomes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outcomes = outcomes();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0]["outcome"], "unknown", "{outcomes:?}");
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    let clean = home.kg.ok(&["reconcile", "--since", "1h"], "").stdout;
+    assert!(
+        clean.contains("main: 1 order(s), all through keygate"),
+        "{clean}"
+    );
+    drop(serve);
+}
+
 /// Orders at the exchange that keygate never forwarded: one in a symbol keygate traded,
 /// one in a symbol only a client's allow list names. Orders keygate forwarded are known by
 /// the exchange's id from the answer, or by the client's own id.

@@ -179,9 +179,10 @@ impl std::fmt::Debug for Credential {
 /// and what the simulator enforces.
 ///
 /// A key without `spot_trading` is refused spot orders and cancels, one without `futures`
-/// every signed `/fapi` endpoint, one without `withdrawals` a withdrawal, one without
-/// `universal_transfer` a transfer between its wallets, each with -2015
-/// "Invalid API-key, IP, or permissions for action.", as Binance refuses them. Reading is
+/// every signed `/fapi` endpoint, each with -2015 "Invalid API-key, IP, or permissions
+/// for action."; one without `withdrawals` a withdrawal, one without `universal_transfer`
+/// a transfer between its wallets, each with 401 -1002 "You are not authorized to
+/// execute this request.", as Binance refuses them. Reading is
 /// always on, as on Binance, where it cannot be turned off. `ip_restrict` is reported, not
 /// checked: the simulator takes every caller to be at an address the key allows.
 ///
@@ -463,6 +464,8 @@ struct Inner {
     withheld: Mutex<HashSet<String>>,
     /// Paths every request to which fails.
     failing: Mutex<HashSet<String>>,
+    /// Paths every request to which runs and is then answered "execution status unknown".
+    answered_unknown: Mutex<HashSet<String>>,
     /// Paths every request to which is answered this much later.
     delayed: Mutex<HashMap<String, Duration>>,
 }
@@ -552,6 +555,7 @@ impl Simulator {
                 clock_offset_ms: AtomicI64::new(0),
                 withheld: Mutex::new(HashSet::new()),
                 failing: Mutex::new(HashSet::new()),
+                answered_unknown: Mutex::new(HashSet::new()),
                 delayed: Mutex::new(HashMap::new()),
             }),
         }
@@ -610,6 +614,17 @@ impl Simulator {
 
     pub(crate) fn is_failing(&self, path: &str) -> bool {
         lock(&self.inner.failing).contains(path)
+    }
+
+    /// Makes every later request to `path` run as usual and then be answered HTTP 503
+    /// with code -1007, "execution status unknown", as Binance answers when its matching
+    /// engine times out: an order so answered may well have been placed, and it is.
+    pub fn answer_unknown_after_execution(&self, path: &str) {
+        lock(&self.inner.answered_unknown).insert(path.to_owned());
+    }
+
+    pub(crate) fn answers_unknown(&self, path: &str) -> bool {
+        lock(&self.inner.answered_unknown).contains(path)
     }
 
     /// Makes every later request to `path` wait `delay` before it is handled, as an

@@ -111,6 +111,17 @@ impl ApiError {
         )
     }
 
+    /// -1007 (HTTP 503): the matching engine did not answer in time; the request may or
+    /// may not have executed (Binance: "execution status unknown").
+    pub(crate) fn execution_unknown() -> ApiError {
+        ApiError::new(
+            503,
+            -1007,
+            "Timeout waiting for response from backend server. Send status unknown; \
+             execution status unknown.",
+        )
+    }
+
     /// -1003 (HTTP 429): the request's weight takes its family's count past `limit`, as
     /// Binance words it.
     pub(crate) fn too_much_weight(limit: u64) -> ApiError {
@@ -800,6 +811,15 @@ async fn handle(
         _ => 0,
     };
     let counts_order = orders_counted > 0;
+    let executed = status.is_success();
+    // Done, but answered as a matching engine that timed out answers: the caller cannot
+    // tell whether it was (Simulator::answer_unknown_after_execution).
+    let unknown = simulator.answers_unknown(&path);
+    let (status, value) = if unknown {
+        ApiError::execution_unknown().into_parts()
+    } else {
+        (status, value)
+    };
     let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
     if let (true, Some(account)) = (counts_order, account) {
         let mut counts = simulator.add_order(account);
@@ -807,6 +827,9 @@ async fn handle(
             counts = simulator.add_order(account);
         }
         for (name, count) in ORDER_COUNT_HEADERS.into_iter().zip(counts) {
+            if unknown {
+                break;
+            }
             response
                 .headers_mut()
                 .insert(name, HeaderValue::from(count));
@@ -826,9 +849,13 @@ async fn handle(
         _ => None,
     };
     if let (Some((ten_seconds, minute)), Some(account)) = (futures_counted, account) {
-        if status.is_success() {
+        if executed {
             let counts = simulator.add_futures_orders(account, ten_seconds, minute);
-            for (name, count) in FUTURES_ORDER_COUNT_HEADERS.into_iter().zip(counts) {
+            for (name, count) in FUTURES_ORDER_COUNT_HEADERS
+                .into_iter()
+                .zip(counts)
+                .filter(|_| !unknown)
+            {
                 response
                     .headers_mut()
                     .insert(name, HeaderValue::from(count));

@@ -177,6 +177,7 @@ impl Email {
             reason: reasons.join("; "),
             retry_after: None,
             permanent: mail.pending.is_empty(),
+            partly_delivered: mail.pending.len() + mail.refused.len() < self.to.len(),
         })
     }
 

@@ -357,6 +357,8 @@ pub struct Delivery {
     /// `Err` holds the last failure, after every attempt:
     /// [`Error::WebhookNotDelivered`] or [`Error::EmailNotDelivered`].
     pub result: Result<(), Error>,
+    /// Whether a later try could deliver what this one did not, none of it twice.
+    pub again: bool,
 }
 
 /// Sends `alert` to the log and to every sink that wants it, and says what became of
@@ -384,7 +386,7 @@ async fn deliver(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<D
 
 /// Sends `alert` to `sink`, and logs a failure (after every attempt).
 async fn deliver_to(http: &reqwest::Client, sink: &Sink, alert: &Alert) -> Delivery {
-    let result = sink.deliver(http, alert).await;
+    let (result, again) = sink.deliver(http, alert).await;
     if let Err(failure) = &result {
         tracing::error!(
             %failure,
@@ -396,6 +398,7 @@ async fn deliver_to(http: &reqwest::Client, sink: &Sink, alert: &Alert) -> Deliv
     Delivery {
         destination: sink.destination(),
         result,
+        again,
     }
 }
 
@@ -639,6 +642,7 @@ impl Target {
                 }
                 Delivery {
                     destination: "recorder".into(),
+                    again: fails,
                     result: if fails {
                         Err(Error::WebhookNotDelivered {
                             destination: "recorder".into(),
@@ -704,11 +708,11 @@ const LANE_STOP_GRACE: Duration = Duration::from_secs(1);
 /// for a few seconds must not cost the one alert that tells of a leaked key (found by
 /// review: it was given up after the first try's three attempts, four seconds).
 const LANE_RETRY_FOR: Duration = Duration::from_secs(600);
-/// The wait after a try that failed, doubled for each failure in a row up to
+/// The wait after an alert's first failed try, doubled for each of its failures up to
 /// [`LANE_RETRY_MAX_WAIT`]: a target that is down is not hammered, one that is back is
-/// soon used again.
+/// soon used again. The alerts behind it go meanwhile.
 const LANE_RETRY_FIRST_WAIT: Duration = Duration::from_secs(5);
-/// The longest wait between two tries of a lane.
+/// The longest wait between two tries of one alert.
 const LANE_RETRY_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// One target's deliveries while the monitor runs: a task of its own that takes its
@@ -727,7 +731,9 @@ struct LaneState {
     in_flight: std::sync::Mutex<Option<Arc<Pending>>>,
     /// Told when an alert is queued.
     wake: tokio::sync::Notify,
-    /// Told when the monitor stops, to cut a wait between tries short.
+    /// Failed, to be tried again at their time.
+    retrying: std::sync::Mutex<Vec<Retry>>,
+    /// Told when the monitor stops, to cut a wait for a retry short.
     stopping: tokio::sync::Notify,
     /// Set when the monitor stops: the task ends after the delivery in progress.
     closing: std::sync::atomic::AtomicBool,
@@ -736,8 +742,14 @@ struct LaneState {
 /// An alert waiting in a lane.
 struct Queued {
     pending: Arc<Pending>,
-    /// Since when the lane's target has failed to take it, if it has.
-    failing_since: Option<Instant>,
+    /// Since when the lane's target has failed to take it, and how many times, if it has.
+    failing: Option<(Instant, u32)>,
+}
+
+/// An alert the lane's target failed to take, waiting for its next try.
+struct Retry {
+    queued: Queued,
+    at: Instant,
 }
 
 fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -754,11 +766,22 @@ impl Lane {
             let (outlet, state, metrics) = (Arc::clone(outlet), state.clone(), metrics.clone());
             async move {
                 let closing = || state.closing.load(std::sync::atomic::Ordering::Acquire);
-                let mut failures_in_a_row = 0_u32;
                 while !closing() {
+                    let next_retry = requeue_due(&state, &metrics, &outlet.targets[index]);
                     let next = locked(&state.backlog).pop_front();
                     let Some(queued) = next else {
-                        state.wake.notified().await;
+                        // Until an alert comes, one failed comes due, or the lane stops.
+                        let due = async {
+                            match next_retry {
+                                Some(at) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            () = state.wake.notified() => {}
+                            () = due => {}
+                            () = state.stopping.notified() => {}
+                        }
                         continue;
                     };
                     *locked(&state.in_flight) = Some(Arc::clone(&queued.pending));
@@ -766,7 +789,6 @@ impl Lane {
                     let delivery = target.deliver(&outlet.http, &queued.pending.alert).await;
                     *locked(&state.in_flight) = None;
                     if delivery.result.is_ok() {
-                        failures_in_a_row = 0;
                         continue;
                     }
                     if closing() {
@@ -776,38 +798,28 @@ impl Lane {
                         break;
                     }
                     metrics.delivered(std::slice::from_ref(&delivery));
-                    let since = queued.failing_since.unwrap_or_else(Instant::now);
-                    if since.elapsed() < LANE_RETRY_FOR {
-                        // Behind the others of its class: one alert a receiver refuses
-                        // for good holds none of them back.
-                        let again = Queued {
-                            pending: queued.pending,
-                            failing_since: Some(since),
-                        };
-                        if let Some(dropped) = insert_by_class(&state, again) {
-                            tracing::error!(
-                                sink = %delivery.destination,
-                                rule = dropped.alert.rule.as_str(),
-                                "too many alerts wait for this sink: one is dropped for it"
-                            );
-                            metrics.not_delivered(delivery.destination);
-                        }
+                    let (since, failures) = queued.failing.unwrap_or((Instant::now(), 0));
+                    let room = locked(&state.retrying).len() < MAX_LANE_BACKLOG;
+                    if delivery.again && room && since.elapsed() < LANE_RETRY_FOR {
+                        let failures = failures.saturating_add(1);
+                        let wait = LANE_RETRY_FIRST_WAIT
+                            .saturating_mul(1 << (failures - 1).min(4))
+                            .min(LANE_RETRY_MAX_WAIT);
+                        locked(&state.retrying).push(Retry {
+                            queued: Queued {
+                                pending: queued.pending,
+                                failing: Some((since, failures)),
+                            },
+                            at: Instant::now() + wait,
+                        });
                     } else {
                         tracing::error!(
                             sink = %delivery.destination,
                             rule = queued.pending.alert.rule.as_str(),
                             event_seq = queued.pending.alert.event_seq,
-                            "alert given up for this sink after ten minutes of tries; \
-                             serve's log has it"
+                            "alert given up for this sink (refused for good, partly \
+                             delivered, or tried for ten minutes); serve's log has it"
                         );
-                    }
-                    failures_in_a_row = failures_in_a_row.saturating_add(1);
-                    let wait = LANE_RETRY_FIRST_WAIT
-                        .saturating_mul(1 << (failures_in_a_row - 1).min(4))
-                        .min(LANE_RETRY_MAX_WAIT);
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = state.stopping.notified() => {}
                     }
                 }
             }
@@ -825,7 +837,7 @@ impl Lane {
             &self.state,
             Queued {
                 pending,
-                failing_since: None,
+                failing: None,
             },
         );
         self.state.wake.notify_one();
@@ -840,7 +852,11 @@ impl Lane {
             .iter()
             .filter_map(|q| q.pending.again)
             .min();
-        in_flight.into_iter().chain(waiting).min()
+        let retrying = locked(&self.state.retrying)
+            .iter()
+            .filter_map(|r| r.queued.pending.again)
+            .min();
+        in_flight.into_iter().chain(waiting).chain(retrying).min()
     }
 
     /// Stops the lane once the delivery in progress ends, or is cut short at `deadline`:
@@ -862,11 +878,39 @@ impl Lane {
         }
         let in_flight = locked(&self.state.in_flight).take();
         let backlog = std::mem::take(&mut *locked(&self.state.backlog));
+        let retrying = std::mem::take(&mut *locked(&self.state.retrying));
         in_flight
             .into_iter()
             .chain(backlog.into_iter().map(|q| q.pending))
+            .chain(retrying.into_iter().map(|r| r.queued.pending))
             .collect()
     }
+}
+
+/// Moves the alerts of `state` whose retry is due into its backlog, each behind those of
+/// its class (one dropped for want of room is counted, as a failed delivery to `target`);
+/// when the next of those left is due.
+fn requeue_due(state: &LaneState, metrics: &Metrics, target: &Target) -> Option<Instant> {
+    let now = Instant::now();
+    let due: Vec<Retry> = {
+        let mut retrying = locked(&state.retrying);
+        let (due, later) = std::mem::take(&mut *retrying)
+            .into_iter()
+            .partition(|r| r.at <= now);
+        *retrying = later;
+        due
+    };
+    for retry in due {
+        if let Some(dropped) = insert_by_class(state, retry.queued) {
+            tracing::error!(
+                sink = %target.destination(),
+                rule = dropped.alert.rule.as_str(),
+                "too many alerts wait for this sink: one is dropped for it"
+            );
+            metrics.not_delivered(target.destination());
+        }
+    }
+    locked(&state.retrying).iter().map(|r| r.at).min()
 }
 
 /// Queues `queued` in `state`'s backlog, behind those of its [`keep_class`] and above,
@@ -2083,7 +2127,8 @@ mod tests {
     /// Found by review: a target that failed an alert's try (its three attempts, four
     /// seconds) lost the alert for good while serve ran, though a receiver down for a
     /// few seconds was all it took. The lane tries it again, waiting longer each time,
-    /// for ten minutes, and holds the monitor's place before its event meanwhile.
+    /// for ten minutes, holding the monitor's place before its event meanwhile; and,
+    /// found by the review of that, the alerts behind it go in the meantime.
     #[test]
     fn an_alert_a_target_failed_is_tried_again_until_it_takes_it() {
         paused().block_on(async {
@@ -2096,17 +2141,16 @@ mod tests {
             let lane = Lane::start(&outlet, 0, &metrics);
             lane.push(waiting(Severity::Critical, AlertRule::Withdrawal, 7));
             lane.push(waiting(Severity::Warning, AlertRule::Replay, 8));
-            // Three failures in a row: waits of 5, 10 and 20 seconds follow them.
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            assert!(taken(&delivered).is_empty());
+            // Both fail at once; 7 again 5 s later (its second failure), then 8 goes.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let events = |delivered: &Mutex<Vec<Alert>>| -> Vec<u64> {
+                taken(delivered).iter().map(|a| a.event_seq).collect()
+            };
+            assert_eq!(events(&delivered), [8], "the one behind went meanwhile");
             assert_eq!(lane.first_event_waiting(), Some(7));
+            // 7's next try, 10 s after its second failure, goes through.
             tokio::time::sleep(Duration::from_secs(10)).await;
-            let events: Vec<u64> = taken(&delivered).iter().map(|a| a.event_seq).collect();
-            assert_eq!(
-                events,
-                [7, 8],
-                "the critical one first, once the target is back"
-            );
+            assert_eq!(events(&delivered), [8, 7]);
             assert_eq!(lane.first_event_waiting(), None);
             assert!(lane.stop(Instant::now()).await.is_empty());
 
@@ -2124,6 +2168,13 @@ mod tests {
             assert_eq!(lane.first_event_waiting(), None);
             assert!(taken(&delivered).is_empty());
             assert!(lane.stop(Instant::now()).await.is_empty());
+
+            // While one waits for its next try, the stop takes it, for the drain.
+            let lane = Lane::start(&outlet, 0, &metrics);
+            lane.push(waiting(Severity::Critical, AlertRule::Withdrawal, 10));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let left = lane.stop(Instant::now()).await;
+            assert_eq!(left.len(), 1, "a retry waiting is handed to the drain");
         });
     }
 

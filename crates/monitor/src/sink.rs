@@ -31,6 +31,9 @@ pub(crate) struct Failed {
     /// Asking again would change nothing (a mail server refused every recipient left
     /// for good).
     pub(crate) permanent: bool,
+    /// Some of it was delivered (an email, to some of its recipients): sent again from
+    /// the start, it would reach them twice.
+    pub(crate) partly_delivered: bool,
 }
 
 impl From<String> for Failed {
@@ -39,6 +42,7 @@ impl From<String> for Failed {
             reason,
             retry_after: None,
             permanent: false,
+            partly_delivered: false,
         }
     }
 }
@@ -72,8 +76,14 @@ impl Sink {
     /// asking again would change nothing. An email goes to each recipient on its own, and
     /// only those not reached yet are tried again. The error
     /// ([`Error::WebhookNotDelivered`], [`Error::EmailNotDelivered`]) names the
-    /// destination and the last failure, never a credential.
-    pub(crate) async fn deliver(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), Error> {
+    /// destination and the last failure, never a credential; with it, whether a later
+    /// try could deliver what this one did not, none of it twice (not when the receiver
+    /// refused it for good, nor when an email reached some of its recipients).
+    pub(crate) async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        alert: &Alert,
+    ) -> (Result<(), Error>, bool) {
         let mut delays = RETRY_DELAYS.iter();
         let mut mail = match self {
             Sink::Email(email) => email.recipients(),
@@ -92,7 +102,7 @@ impl Sink {
                 Sink::Email(email) => email.send_each(alert, &mut mail).await,
             };
             match (attempt, delays.next()) {
-                (Ok(()), _) => return Ok(()),
+                (Ok(()), _) => return (Ok(()), false),
                 (Err(failed), Some(delay)) if !failed.permanent => {
                     let asked = failed
                         .retry_after
@@ -100,11 +110,13 @@ impl Sink {
                     tokio::time::sleep((*delay).max(asked)).await;
                 }
                 (Err(failed), _) => {
+                    let again = !failed.permanent && !failed.partly_delivered;
                     let (destination, cause) = (self.destination(), failed.reason);
-                    return Err(match self {
+                    let error = match self {
                         Sink::Webhook(_) => Error::WebhookNotDelivered { destination, cause },
                         Sink::Email(_) => Error::EmailNotDelivered { destination, cause },
-                    });
+                    };
+                    return (Err(error), again);
                 }
             }
         }
@@ -213,6 +225,7 @@ impl Webhook {
             reason: format!("answered {status}"),
             retry_after,
             permanent: false,
+            partly_delivered: false,
         })
     }
 }
@@ -524,7 +537,9 @@ mod tests {
         let (result, took) = runtime.block_on(async {
             let started = tokio::time::Instant::now();
             let delivery = settings.sinks[0].deliver(&http, &alert);
-            let result = tokio::time::timeout(Duration::from_secs(3600), delivery).await;
+            let result = tokio::time::timeout(Duration::from_secs(3600), delivery)
+                .await
+                .map(|(result, _)| result);
             (result, started.elapsed())
         });
         let failure = result

@@ -538,6 +538,12 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
     let failure = deliveries[0].result.as_ref().unwrap_err().to_string();
     assert!(failure.contains("left@gone.example refused"), "{failure}");
+    // Found by review: the lane tried such an alert again from the start, and the
+    // mailboxes that had it got it again at every try. Partly delivered, it is not.
+    assert!(
+        !deliveries[0].again,
+        "a partly delivered alert is to go again"
+    );
     let gone = format!("left@{}", keygate_mockex::GONE_DOMAIN);
     assert_eq!(
         sink.asked(&gone),

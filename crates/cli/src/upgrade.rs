@@ -189,7 +189,10 @@ fn seal(
             let (settled, mut events) = settle_refused_rows(s, master)?;
             // The checkpoint file the config names, as shown, is what the seal records.
             let in_tables = s.checkpoint_file();
-            if !matches!(&in_tables, Ok(file) if *file == configured_file) {
+            let same = |file: &Option<String>| {
+                file.as_deref().map(Path::new) == configured_file.as_deref().map(Path::new)
+            };
+            if !matches!(&in_tables, Ok(file) if same(file)) {
                 events.push(crate::home::record_checkpoint_file(
                     s,
                     configured_file.as_deref(),
@@ -573,7 +576,7 @@ fn print_checkpoint_file(
         named(in_tables)
     );
     if let Some((file, seq)) = in_log {
-        if file.as_deref() != configured {
+        if file.as_deref().map(Path::new) != configured.map(Path::new) {
             println!(
                 "    CHANGED? the audit log last recorded {} (event {seq})",
                 named(file.as_deref())

@@ -616,9 +616,11 @@ impl Simulator {
         lock(&self.inner.failing).contains(path)
     }
 
-    /// Makes every later request to `path` run as usual and then be answered HTTP 503
-    /// with code -1007, "execution status unknown", as Binance answers when its matching
-    /// engine times out: an order so answered may well have been placed, and it is.
+    /// Makes every later request to `path`, whatever its method, run as usual and then be
+    /// answered HTTP 503 with code -1007, "execution status unknown", as Binance answers
+    /// when its matching engine times out: an order so answered may well have been
+    /// placed, and it is, if it passed the simulator's checks (one refused is answered
+    /// so too).
     pub fn answer_unknown_after_execution(&self, path: &str) {
         lock(&self.inner.answered_unknown).insert(path.to_owned());
     }

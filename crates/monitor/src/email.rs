@@ -177,7 +177,6 @@ impl Email {
             reason: reasons.join("; "),
             retry_after: None,
             permanent: mail.pending.is_empty(),
-            partly_delivered: mail.pending.len() + mail.refused.len() < self.to.len(),
         })
     }
 
@@ -219,13 +218,25 @@ struct Refused {
     reason: String,
 }
 
-/// Where an email alert has still to go, across the attempts to send it.
-#[derive(Default)]
+/// Where an email alert has still to go, across the attempts to send it (and across a
+/// lane's tries: none reached is mailed twice).
+#[derive(Debug, Default)]
 pub(crate) struct Recipients {
     /// Not reached yet.
     pending: Vec<Mailbox>,
     /// Refused for good, with why.
     refused: Vec<String>,
+}
+
+impl Recipients {
+    /// Those not reached yet, for a later try; those refused for good are not asked, nor
+    /// told of again.
+    pub(crate) fn still_to_reach(self) -> Recipients {
+        Recipients {
+            pending: self.pending,
+            refused: Vec::new(),
+        }
+    }
 }
 
 /// `[keygate critical] withdrawal: ...`, the summary cut to keep the subject one line.

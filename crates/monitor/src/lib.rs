@@ -357,8 +357,17 @@ pub struct Delivery {
     /// `Err` holds the last failure, after every attempt:
     /// [`Error::WebhookNotDelivered`] or [`Error::EmailNotDelivered`].
     pub result: Result<(), Error>,
-    /// Whether a later try could deliver what this one did not, none of it twice.
-    pub again: bool,
+    /// What a later try is to deliver, when one could deliver what this one did not
+    /// (see [`Sink`]'s delivery): none of it goes twice.
+    pub(crate) resume: Option<email::Recipients>,
+}
+
+impl Delivery {
+    /// Whether a later try could deliver what this one did not, none of it twice: not
+    /// when the receiver refused it for good.
+    pub fn again(&self) -> bool {
+        self.resume.is_some()
+    }
 }
 
 /// Sends `alert` to the log and to every sink that wants it, and says what became of
@@ -381,12 +390,23 @@ async fn dispatch(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<
 /// does not keep it from the others.
 async fn deliver(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<Delivery> {
     let wanting = sinks.iter().filter(|sink| sink.wants(alert));
-    join_all(wanting.map(|sink| deliver_to(http, sink, alert)).collect()).await
+    join_all(
+        wanting
+            .map(|sink| deliver_to(http, sink, alert, None))
+            .collect(),
+    )
+    .await
 }
 
-/// Sends `alert` to `sink`, and logs a failure (after every attempt).
-async fn deliver_to(http: &reqwest::Client, sink: &Sink, alert: &Alert) -> Delivery {
-    let (result, again) = sink.deliver(http, alert).await;
+/// Sends `alert` to `sink` (where a try before left it, `resume`), and logs a failure
+/// (after every attempt).
+async fn deliver_to(
+    http: &reqwest::Client,
+    sink: &Sink,
+    alert: &Alert,
+    resume: Option<email::Recipients>,
+) -> Delivery {
+    let (result, resume) = sink.deliver(http, alert, resume).await;
     if let Err(failure) = &result {
         tracing::error!(
             %failure,
@@ -398,7 +418,7 @@ async fn deliver_to(http: &reqwest::Client, sink: &Sink, alert: &Alert) -> Deliv
     Delivery {
         destination: sink.destination(),
         result,
-        again,
+        resume,
     }
 }
 
@@ -613,9 +633,15 @@ impl Target {
         }
     }
 
-    async fn deliver(&self, http: &reqwest::Client, alert: &Alert) -> Delivery {
+    /// Delivers `alert` (where a try before left it, `resume`).
+    async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        alert: &Alert,
+        resume: Option<email::Recipients>,
+    ) -> Delivery {
         match self {
-            Target::Sink(sink) => deliver_to(http, sink, alert).await,
+            Target::Sink(sink) => deliver_to(http, sink, alert, resume).await,
             #[cfg(test)]
             Target::Recorder {
                 took,
@@ -642,7 +668,7 @@ impl Target {
                 }
                 Delivery {
                     destination: "recorder".into(),
-                    again: fails,
+                    resume: fails.then(email::Recipients::default),
                     result: if fails {
                         Err(Error::WebhookNotDelivered {
                             destination: "recorder".into(),
@@ -676,10 +702,12 @@ impl Outlet {
             .map(|(target, alerts)| async move {
                 let mut taken = vec![false; alerts.len()];
                 for (pending, taken) in alerts.iter().zip(taken.iter_mut()) {
-                    let delivery = target.deliver(&self.http, &pending.alert);
+                    let delivery = target.deliver(&self.http, &pending.alert, None);
                     match tokio::time::timeout_at(deadline, delivery).await {
                         Ok(delivery) => {
-                            *taken = delivery.result.is_ok();
+                            // One refused for good is given up, not left for a later
+                            // start to raise again (found by review).
+                            *taken = delivery.result.is_ok() || !delivery.again();
                             metrics.delivered(std::slice::from_ref(&delivery));
                         }
                         Err(_) => break,
@@ -744,6 +772,8 @@ struct Queued {
     pending: Arc<Pending>,
     /// Since when the lane's target has failed to take it, and how many times, if it has.
     failing: Option<(Instant, u32)>,
+    /// Where the last try left it (an email's recipients not reached yet).
+    resume: Option<email::Recipients>,
 }
 
 /// An alert the lane's target failed to take, waiting for its next try.
@@ -784,42 +814,54 @@ impl Lane {
                         }
                         continue;
                     };
-                    *locked(&state.in_flight) = Some(Arc::clone(&queued.pending));
+                    let Queued {
+                        pending,
+                        failing,
+                        resume,
+                    } = queued;
+                    *locked(&state.in_flight) = Some(Arc::clone(&pending));
                     let target = &outlet.targets[index];
-                    let delivery = target.deliver(&outlet.http, &queued.pending.alert).await;
+                    let delivery = target.deliver(&outlet.http, &pending.alert, resume).await;
                     *locked(&state.in_flight) = None;
                     if delivery.result.is_ok() {
                         continue;
                     }
-                    if closing() {
+                    if closing() && delivery.again() {
                         // Failed in the stop's grace: tried again in the drain, and
                         // counted there if it fails again.
-                        locked(&state.backlog).push_front(queued);
+                        locked(&state.backlog).push_front(Queued {
+                            pending,
+                            failing,
+                            resume: None,
+                        });
                         break;
                     }
                     metrics.delivered(std::slice::from_ref(&delivery));
-                    let (since, failures) = queued.failing.unwrap_or((Instant::now(), 0));
-                    let room = locked(&state.retrying).len() < MAX_LANE_BACKLOG;
-                    if delivery.again && room && since.elapsed() < LANE_RETRY_FOR {
-                        let failures = failures.saturating_add(1);
-                        let wait = LANE_RETRY_FIRST_WAIT
-                            .saturating_mul(1 << (failures - 1).min(4))
-                            .min(LANE_RETRY_MAX_WAIT);
-                        locked(&state.retrying).push(Retry {
-                            queued: Queued {
-                                pending: queued.pending,
-                                failing: Some((since, failures)),
-                            },
-                            at: Instant::now() + wait,
-                        });
-                    } else {
-                        tracing::error!(
-                            sink = %delivery.destination,
-                            rule = queued.pending.alert.rule.as_str(),
-                            event_seq = queued.pending.alert.event_seq,
-                            "alert given up for this sink (refused for good, partly \
-                             delivered, or tried for ten minutes); serve's log has it"
-                        );
+                    let (since, failures) = failing.unwrap_or((Instant::now(), 0));
+                    match delivery.resume {
+                        Some(resume) if since.elapsed() < LANE_RETRY_FOR && !closing() => {
+                            let failures = failures.saturating_add(1);
+                            let wait = LANE_RETRY_FIRST_WAIT
+                                .saturating_mul(1 << (failures - 1).min(4))
+                                .min(LANE_RETRY_MAX_WAIT);
+                            locked(&state.retrying).push(Retry {
+                                queued: Queued {
+                                    pending,
+                                    failing: Some((since, failures)),
+                                    resume: Some(resume),
+                                },
+                                at: Instant::now() + wait,
+                            });
+                        }
+                        _ => {
+                            tracing::error!(
+                                sink = %delivery.destination,
+                                rule = pending.alert.rule.as_str(),
+                                event_seq = pending.alert.event_seq,
+                                "alert given up for this sink (refused for good, or tried \
+                                 for ten minutes); serve's log has it"
+                            );
+                        }
                     }
                 }
             }
@@ -838,6 +880,7 @@ impl Lane {
             Queued {
                 pending,
                 failing: None,
+                resume: None,
             },
         );
         self.state.wake.notify_one();

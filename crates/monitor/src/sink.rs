@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::email::Email;
+use crate::email::{Email, Recipients};
 use crate::{Alert, Error, Severity};
 
 /// How long one attempt at a delivery may take, whole: connecting, TLS, and the HTTP
@@ -31,9 +31,6 @@ pub(crate) struct Failed {
     /// Asking again would change nothing (a mail server refused every recipient left
     /// for good).
     pub(crate) permanent: bool,
-    /// Some of it was delivered (an email, to some of its recipients): sent again from
-    /// the start, it would reach them twice.
-    pub(crate) partly_delivered: bool,
 }
 
 impl From<String> for Failed {
@@ -42,7 +39,6 @@ impl From<String> for Failed {
             reason,
             retry_after: None,
             permanent: false,
-            partly_delivered: false,
         }
     }
 }
@@ -76,19 +72,21 @@ impl Sink {
     /// asking again would change nothing. An email goes to each recipient on its own, and
     /// only those not reached yet are tried again. The error
     /// ([`Error::WebhookNotDelivered`], [`Error::EmailNotDelivered`]) names the
-    /// destination and the last failure, never a credential; with it, whether a later
-    /// try could deliver what this one did not, none of it twice (not when the receiver
-    /// refused it for good, nor when an email reached some of its recipients).
+    /// destination and the last failure, never a credential; with it, what a later try
+    /// is to deliver (`resume`), when one could deliver what this one did not: an email,
+    /// to the recipients it has not reached yet (so that none gets it twice), none when
+    /// every one left refused it for good.
     pub(crate) async fn deliver(
         &self,
         http: &reqwest::Client,
         alert: &Alert,
-    ) -> (Result<(), Error>, bool) {
+        resume: Option<Recipients>,
+    ) -> (Result<(), Error>, Option<Recipients>) {
         let mut delays = RETRY_DELAYS.iter();
-        let mut mail = match self {
+        let mut mail = resume.unwrap_or_else(|| match self {
             Sink::Email(email) => email.recipients(),
-            Sink::Webhook(_) => crate::email::Recipients::default(),
-        };
+            Sink::Webhook(_) => Recipients::default(),
+        });
         loop {
             let attempt = match self {
                 Sink::Webhook(hook) => {
@@ -102,7 +100,7 @@ impl Sink {
                 Sink::Email(email) => email.send_each(alert, &mut mail).await,
             };
             match (attempt, delays.next()) {
-                (Ok(()), _) => return (Ok(()), false),
+                (Ok(()), _) => return (Ok(()), None),
                 (Err(failed), Some(delay)) if !failed.permanent => {
                     let asked = failed
                         .retry_after
@@ -110,13 +108,13 @@ impl Sink {
                     tokio::time::sleep((*delay).max(asked)).await;
                 }
                 (Err(failed), _) => {
-                    let again = !failed.permanent && !failed.partly_delivered;
+                    let resume = (!failed.permanent).then(|| mail.still_to_reach());
                     let (destination, cause) = (self.destination(), failed.reason);
                     let error = match self {
                         Sink::Webhook(_) => Error::WebhookNotDelivered { destination, cause },
                         Sink::Email(_) => Error::EmailNotDelivered { destination, cause },
                     };
-                    return (Err(error), again);
+                    return (Err(error), resume);
                 }
             }
         }
@@ -225,7 +223,6 @@ impl Webhook {
             reason: format!("answered {status}"),
             retry_after,
             permanent: false,
-            partly_delivered: false,
         })
     }
 }
@@ -536,7 +533,7 @@ mod tests {
         let http = http_client().unwrap();
         let (result, took) = runtime.block_on(async {
             let started = tokio::time::Instant::now();
-            let delivery = settings.sinks[0].deliver(&http, &alert);
+            let delivery = settings.sinks[0].deliver(&http, &alert, None);
             let result = tokio::time::timeout(Duration::from_secs(3600), delivery)
                 .await
                 .map(|(result, _)| result);
@@ -550,6 +547,48 @@ mod tests {
         let bound = DELIVERY_TIMEOUT * 3 + RETRY_DELAYS.iter().sum::<Duration>();
         assert!(took <= bound, "{took:?}");
         drop(silent);
+    }
+
+    /// Found by review: a lane tried an email again from the start, and the mailboxes
+    /// that had it got it again at every try. A later try goes to the recipients the
+    /// first did not reach, alone.
+    #[test]
+    fn a_later_try_of_an_email_goes_to_the_recipients_not_reached_alone() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let smtp = runtime
+            .block_on(keygate_mockex::spawn_smtp_sink(
+                "127.0.0.1:0".parse().unwrap(),
+            ))
+            .unwrap();
+        let busy = format!("later@{}", keygate_mockex::BUSY_DOMAIN);
+        let config = AlertsConfig {
+            emails: vec![EmailConfig {
+                server: smtp.addr.to_string(),
+                security: Some(SmtpSecurity::None),
+                from: "keygate@example.com".into(),
+                to: vec![busy.clone(), "oncall@example.com".into()],
+                username: None,
+                password_file: None,
+                min_severity: None,
+            }],
+            ..AlertsConfig::default()
+        };
+        let settings = config.settings().unwrap();
+        let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
+        let http = http_client().unwrap();
+        let (first, resume) = runtime.block_on(settings.sinks[0].deliver(&http, &alert, None));
+        assert!(first.is_err());
+        assert_eq!(smtp.mails().len(), 1, "oncall mailed once");
+        assert_eq!(smtp.asked(&busy), 3, "the busy one at each attempt");
+        let resume = resume.expect("refused for now: to be tried again");
+        let (again, _) = runtime.block_on(settings.sinks[0].deliver(&http, &alert, Some(resume)));
+        assert!(again.is_err());
+        assert_eq!(smtp.asked(&busy), 6);
+        assert_eq!(smtp.mails().len(), 1, "oncall mailed again");
     }
 
     #[test]

@@ -503,6 +503,24 @@ mod tests {
         );
     }
 
+    /// Settings of one email sink to `server` (on loopback, without TLS), mailing `to`.
+    fn plain_email_to(server: &str, to: &[&str]) -> crate::Settings {
+        AlertsConfig {
+            emails: vec![EmailConfig {
+                server: server.to_owned(),
+                security: Some(SmtpSecurity::None),
+                from: "keygate@example.com".into(),
+                to: to.iter().map(|t| t.to_string()).collect(),
+                username: None,
+                password_file: None,
+                min_severity: None,
+            }],
+            ..AlertsConfig::default()
+        }
+        .settings()
+        .unwrap()
+    }
+
     /// A regression test: lettre's timeout bounds the connection only, so a mail server
     /// that took the connection and never answered held the monitor thread, and with it
     /// every later alert and serve's shutdown, for ever. Time is paused: it moves on only
@@ -511,19 +529,10 @@ mod tests {
     fn a_mail_server_that_never_answers_fails_within_the_delivery_timeouts() {
         // The kernel completes the connection; nobody ever reads or writes on it.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let config = AlertsConfig {
-            emails: vec![EmailConfig {
-                server: silent.local_addr().unwrap().to_string(),
-                security: Some(SmtpSecurity::None),
-                from: "keygate@example.com".into(),
-                to: vec!["oncall@example.com".into()],
-                username: None,
-                password_file: None,
-                min_severity: None,
-            }],
-            ..AlertsConfig::default()
-        };
-        let settings = config.settings().unwrap();
+        let settings = plain_email_to(
+            &silent.local_addr().unwrap().to_string(),
+            &["oncall@example.com"],
+        );
         let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -565,19 +574,7 @@ mod tests {
             ))
             .unwrap();
         let busy = format!("later@{}", keygate_mockex::BUSY_DOMAIN);
-        let config = AlertsConfig {
-            emails: vec![EmailConfig {
-                server: smtp.addr.to_string(),
-                security: Some(SmtpSecurity::None),
-                from: "keygate@example.com".into(),
-                to: vec![busy.clone(), "oncall@example.com".into()],
-                username: None,
-                password_file: None,
-                min_severity: None,
-            }],
-            ..AlertsConfig::default()
-        };
-        let settings = config.settings().unwrap();
+        let settings = plain_email_to(&smtp.addr.to_string(), &[&busy, "oncall@example.com"]);
         let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
         let http = http_client().unwrap();
         let (first, resume) = runtime.block_on(settings.sinks[0].deliver(&http, &alert, None));

@@ -2484,7 +2484,23 @@ fn private(
             Ok(json!({ "id": id }))
         }
         Endpoint::WithdrawHistory => {
+            // Binance: "the default startTime and endTime … make sure that time interval
+            // is within 0-90 days"; sent both, they must be less than 90 days apart
+            // (found by review: everything was listed, whatever the window).
+            const SPAN_MS: u64 = 90 * 24 * 3_600_000;
             let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
+            if let (Some(start), Some(end)) = (start, end) {
+                if end.saturating_sub(start) >= SPAN_MS {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "More than 2160 hours between startTime and endTime.",
+                    ));
+                }
+            }
+            let end = end.unwrap_or(now);
+            let start = Some(start.unwrap_or(end.saturating_sub(SPAN_MS)));
+            let end = Some(end);
             // Newest first, `limit` (1000 by default and at most) from `offset` on.
             let offset = params.integer("offset")?.unwrap_or(0);
             let limit = params.integer("limit")?.unwrap_or(1000).clamp(1, 1000);

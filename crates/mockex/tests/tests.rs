@@ -7298,6 +7298,43 @@ mod accounts {
             let (_, _, listed) = call(&sim, key, Method::GET, history, "").await;
             assert_eq!(listed, json!([]), "{}", key.0);
         }
+        // A window: 90 days by default before its end (now by default); sent both ends,
+        // less than 90 days apart (found by review: everything was listed, whatever the
+        // window asked).
+        let now = sim.simulator().clock_ms();
+        let day = 24 * 3_600_000_u64;
+        let window = |start: u64, end: u64| format!("startTime={start}&endTime={end}");
+        let (_, _, old) = call(
+            &sim,
+            FIRST,
+            Method::GET,
+            history,
+            &window(now - 80 * day, now - 10 * day),
+        )
+        .await;
+        assert_eq!(old, json!([]), "{old}");
+        let (_, _, long_ago) = call(
+            &sim,
+            FIRST,
+            Method::GET,
+            history,
+            &format!("endTime={}", now - 91 * day),
+        )
+        .await;
+        assert_eq!(long_ago, json!([]), "{long_ago}");
+        let (status, _, too_long) = call(
+            &sim,
+            FIRST,
+            Method::GET,
+            history,
+            &window(now - 90 * day, now),
+        )
+        .await;
+        assert_eq!(
+            (status, &too_long["code"]),
+            (400, &json!(-1127)),
+            "{too_long}"
+        );
 
         let restrictions = "/sapi/v1/account/apiRestrictions";
         let (_, _, first) = call(&sim, FIRST, Method::GET, restrictions, "").await;

@@ -425,7 +425,10 @@ impl Endpoint {
             | Endpoint::CancelAllOrders(Product::Spot)
             | Endpoint::CancelReplace
             | Endpoint::NewOrderList(_)
-            | Endpoint::CancelOrderList => Some(Permission::SpotTrading),
+            | Endpoint::CancelOrderList
+            // TRADE-typed though it places nothing (NOTES §1.3; found by review: a key
+            // without spot trading passed it).
+            | Endpoint::TestOrder => Some(Permission::SpotTrading),
             Endpoint::NewOrder(Product::UsdM)
             | Endpoint::ModifyOrder
             | Endpoint::BatchOrders

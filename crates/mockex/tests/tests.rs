@@ -2767,6 +2767,8 @@ mod restrictions {
         assert_eq!(status, 200, "{placed}");
         for (method, path, params) in [
             (Method::POST, "/api/v3/order", order.to_owned()),
+            // TRADE-typed, though it places nothing (found by review: it passed).
+            (Method::POST, "/api/v3/order/test", order.to_owned()),
             (
                 Method::DELETE,
                 "/api/v3/order",

@@ -424,10 +424,10 @@ impl Unlocked {
             // first record of its own; nor is one on a vault whose record does not read
             // (its seal then does not hold either): the change itself must not fail for
             // it, `keygate panic` least of all (found by review).
-            let recorded_before = s.checkpoint_file().unwrap_or(Some(String::new()));
+            let none_recorded_before = matches!(s.checkpoint_file(), Ok(None));
             let (value, mut events) = make(s, master)?;
-            let first_record = match (anchor, events.is_empty(), recorded_before) {
-                (Some(path), false, None) => first_record_of_checkpoint_file(s, path)?,
+            let first_record = match (anchor, events.is_empty(), none_recorded_before) {
+                (Some(path), false, true) => first_record_of_checkpoint_file(s, path)?,
                 _ => None,
             };
             let first_recorded = first_record.is_some();
@@ -1668,8 +1668,8 @@ pub(crate) fn check_home_owner(_dir: &Path) -> anyhow::Result<()> {
 /// Refuses a directory another user could rename or replace things in: one of `dir` and
 /// the directories above it, as written and where its symbolic links lead (whoever can
 /// write the directory a link is in can point it elsewhere: found by review), that is
-/// owned by someone other than this user or root, or
-/// that others may write, or its group unless it is this user's own primary group,
+/// owned by someone other than this user or root, or that others may write, or its group
+/// unless it is this user's own primary group,
 /// without the sticky bit (`/tmp` has it: there, only an entry's owner may rename it).
 /// Whatever keygate made in such a directory could be swapped for the other user's
 /// between its steps. The primary group is let write because systems that give each

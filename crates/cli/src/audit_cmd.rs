@@ -171,32 +171,25 @@ pub(crate) fn checkpoint_files(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = given.to_vec();
     let configured = vault.home.audit_settings()?.checkpoint_file;
-    let recorded = vault
-        .store
-        .checkpoint_file()
-        .context("reading the checkpoint file the vault records")?;
-    if let Some(recorded) = recorded {
+    if let Some(recorded) = recorded_checkpoint_file(vault)? {
         // Compared as paths, as where changes anchor is chosen (`//` and `/./` are no
         // other file), and shown escaped.
-        let differs = configured
-            .as_deref()
-            .map(|path| path != Path::new(&recorded));
-        let recorded = escape_controls(&recorded).into_owned();
+        let shown = escape_controls(&recorded).into_owned();
         let config = vault.home.config_path();
-        match &configured {
+        match configured.as_deref() {
             None => anyhow::bail!(
                 "{} names no [audit] checkpoint_file, but this vault keeps its checkpoints \
-                 in {recorded} (recorded in its audit log, and sealed): with the setting taken \
+                 in {shown} (recorded in its audit log, and sealed): with the setting taken \
                  out, a vault put back from an older copy would verify. Put \
-                 `checkpoint_file = \"{recorded}\"` back under [audit]; to stop keeping \
+                 `checkpoint_file = \"{shown}\"` back under [audit]; to stop keeping \
                  checkpoints, `keygate audit checkpoint --drop-file` records that",
                 config.display(),
             ),
-            Some(path) if differs == Some(true) => {
+            Some(path) if path != Path::new(&recorded) => {
                 anyhow::bail!(
                     "{}'s [audit] checkpoint_file is {}, but this vault keeps its checkpoints in \
-                 {recorded} (recorded in its audit log, and sealed): an older copy of that \
-                 file would anchor an older vault. Put {recorded} back; to move the \
+                 {shown} (recorded in its audit log, and sealed): an older copy of that \
+                 file would anchor an older vault. Put {shown} back; to move the \
                  checkpoints, `touch {1} && keygate audit checkpoint --append {1}` records \
                  the new file",
                     config.display(),
@@ -620,7 +613,7 @@ fn checkpoint(vault: &mut Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32
         }
     }
     let checkpoint = match configured_file_to_record(vault, path)? {
-        Some(configured) => record_checkpoint_file(vault, &configured)?,
+        Some((configured, from)) => record_checkpoint_file(vault, &configured, from)?,
         None => keygate_audit::checkpoint(&vault.store, &vault.audit_key)
             .context("taking a checkpoint of the audit log")?,
     };
@@ -633,35 +626,44 @@ fn checkpoint(vault: &mut Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32
     Ok(0)
 }
 
-/// The config's `[audit] checkpoint_file`, when `path`, as written (not where links
-/// lead), is that path and the vault does not record it yet as where its checkpoints are
-/// kept (found by review: a routine `--append FILE` from cron, with the setting pointed
-/// at a link to FILE that its owner could later point elsewhere, recorded the link).
-fn configured_file_to_record(vault: &Unlocked, path: &Path) -> anyhow::Result<Option<String>> {
+/// The checkpoint file the vault records ([`keygate_store::Store::checkpoint_file`]).
+fn recorded_checkpoint_file(vault: &Unlocked) -> anyhow::Result<Option<String>> {
+    vault
+        .store
+        .checkpoint_file()
+        .context("reading the checkpoint file the vault records")
+}
+
+/// The config's `[audit] checkpoint_file`, with the file the vault records now, when
+/// `path`, as written (not where links lead), is that path and the vault does not record
+/// it yet as where its checkpoints are kept (found by review: a routine `--append FILE`
+/// from cron, with the setting pointed at a link to FILE that its owner could later point
+/// elsewhere, recorded the link).
+fn configured_file_to_record(
+    vault: &Unlocked,
+    path: &Path,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
     let Some(configured) = vault.home.audit_settings()?.checkpoint_file else {
         return Ok(None);
     };
     let given = std::path::absolute(path).with_context(|| format!("finding {}", path.display()))?;
-    let recorded = vault
-        .store
-        .checkpoint_file()
-        .context("reading the checkpoint file the vault records")?;
-    let configured = configured.to_str().map(str::to_owned);
-    Ok(configured.filter(|c| {
+    let recorded = recorded_checkpoint_file(vault)?;
+    let to_record = configured.to_str().filter(|c| {
         Path::new(c) == given && recorded.as_deref().map(Path::new) != Some(Path::new(c))
-    }))
+    });
+    Ok(to_record.map(|c| (c.to_owned(), recorded)))
 }
 
-/// Records `configured` as the file the vault's checkpoints are kept in, an audited
-/// change, and returns the checkpoint of its event, taken with it. The file recorded
-/// before, if any, gets that checkpoint too, where it still anchors this log (found by
-/// review: it otherwise still anchored a copy of the database made just before the move,
-/// which holds every checkpoint it has).
-fn record_checkpoint_file(vault: &mut Unlocked, configured: &str) -> anyhow::Result<Checkpoint> {
-    let from = vault
-        .store
-        .checkpoint_file()
-        .context("reading the checkpoint file the vault records")?;
+/// Records `configured` as the file the vault's checkpoints are kept in, in place of
+/// `from`, an audited change, and returns the checkpoint of its event, taken with it. The
+/// file recorded before, if any, gets that checkpoint too, where it still anchors this log
+/// (found by review: it otherwise still anchored a copy of the database made just before
+/// the move, which holds every checkpoint it has).
+fn record_checkpoint_file(
+    vault: &mut Unlocked,
+    configured: &str,
+    from: Option<String>,
+) -> anyhow::Result<Checkpoint> {
     let anchor = Path::new(configured);
     let (_, unsealed, checkpoint) = vault
         .checkpointed_change(Some(anchor), |s, _| {
@@ -704,11 +706,7 @@ fn drop_checkpoint_file(vault: &mut Unlocked) -> anyhow::Result<i32> {
             escape_controls(&path.display().to_string())
         );
     }
-    let Some(from) = vault
-        .store
-        .checkpoint_file()
-        .context("reading the checkpoint file the vault records")?
-    else {
+    let Some(from) = recorded_checkpoint_file(vault)? else {
         eprintln!("this vault records no checkpoint file; nothing to drop");
         return Ok(0);
     };

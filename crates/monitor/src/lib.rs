@@ -839,7 +839,7 @@ impl Lane {
                     metrics.delivered(std::slice::from_ref(&delivery));
                     let (since, failures) = failing.unwrap_or((Instant::now(), 0));
                     match delivery.resume {
-                        Some(resume) if since.elapsed() < LANE_RETRY_FOR && !closing() => {
+                        Some(resume) if since.elapsed() < LANE_RETRY_FOR => {
                             let failures = failures.saturating_add(1);
                             let wait = LANE_RETRY_FIRST_WAIT
                                 .saturating_mul(1 << (failures - 1).min(4))
@@ -945,15 +945,23 @@ fn requeue_due(state: &LaneState, metrics: &Metrics, target: &Target) -> Option<
     };
     for retry in due {
         if let Some(dropped) = insert_by_class(state, retry.queued) {
-            tracing::error!(
-                sink = %target.destination(),
-                rule = dropped.alert.rule.as_str(),
-                "too many alerts wait for this sink: one is dropped for it"
-            );
-            metrics.not_delivered(target.destination());
+            tell_dropped(metrics, target, &dropped);
         }
     }
     locked(&state.retrying).iter().map(|r| r.at).min()
+}
+
+/// Logs and counts, as a failed delivery to `target`, an alert dropped from its lane
+/// because too many wait there.
+fn tell_dropped(metrics: &Metrics, target: &Target, dropped: &Pending) {
+    let destination = target.destination();
+    tracing::error!(
+        sink = %destination,
+        rule = dropped.alert.rule.as_str(),
+        "too many alerts wait for this sink: one is dropped for it (the oldest that is not \
+         critical, or the new one)"
+    );
+    metrics.not_delivered(destination);
 }
 
 /// Queues `queued` in `state`'s backlog, behind those of its [`keep_class`] and above,
@@ -1444,14 +1452,7 @@ impl Follower {
                 continue;
             }
             if let Some(dropped) = lane.push(Arc::clone(&pending)) {
-                let destination = target.destination();
-                tracing::error!(
-                    sink = %destination,
-                    rule = dropped.alert.rule.as_str(),
-                    "too many alerts wait for this sink: one is dropped for it (the oldest \
-                     that is not critical, or the new one)"
-                );
-                self.metrics.not_delivered(destination);
+                tell_dropped(&self.metrics, target, &dropped);
             }
         }
     }
